@@ -1,0 +1,146 @@
+"""Image folders, the held-out evaluation split, and the training DataLoader.
+
+``--data-dir`` may be an ImageFolder root (``root/class/img.jpg``) or any folder of images,
+searched recursively. Every file is decoded once at start-up so that corrupt or unreadable
+files are known (and reported in one warning) before training, instead of crashing an epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, DistributedSampler
+from torchvision import transforms
+from tqdm import tqdm
+
+from .synthetic import SyntheticFaces
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+logger = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """The data set cannot be used; the message says why and how to fix it."""
+
+
+def default_transform(image_size: int = 64) -> Callable:
+    """The seed's preprocessing: Resize -> CenterCrop -> ToTensor -> Normalize to [-1, 1]."""
+    return transforms.Compose([
+        transforms.Resize(image_size),
+        transforms.CenterCrop(image_size),
+        transforms.ToTensor(),
+        transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    ])
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open and fully decode an image as RGB (grayscale, palette, RGBA and CMYK converted).
+
+    Raises ``OSError`` (or a subclass) for a missing, truncated or undecodable file.
+    """
+    with Image.open(path) as im:
+        im.load()
+        if im.mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")  # palette transparency must go through RGBA first
+        return im.convert("RGB")
+
+
+def find_images(root: str | Path) -> list[Path]:
+    """All image files below ``root``, sorted by path so every machine sees the same order."""
+    root = Path(root)
+    if not root.exists():
+        raise DataError(f"--data-dir {root}: no such folder (give the folder of the face images)")
+    if not root.is_dir():
+        raise DataError(f"--data-dir {root}: is a file, not a folder of images")
+    files = sorted(p for p in root.rglob("*")
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise DataError(f"--data-dir {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found "
+                        "in it or its subfolders")
+    return files
+
+
+def drop_unreadable(files: Sequence[Path], progress: bool = False) -> list[Path]:
+    """Decode every file once; keep the readable ones and warn once about the rest."""
+    good, bad = [], []
+    for path in tqdm(files, desc="checking images", disable=not progress, leave=False):
+        try:
+            load_rgb(path)
+            good.append(path)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            bad.append(path)
+    if bad:
+        names = ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        logger.warning("skipping %d unreadable image file(s) of %d: %s", len(bad), len(files),
+                       names)
+    return good
+
+
+class ImageFiles(Dataset):
+    """A list of image files as ``(image, 0)`` pairs, like ImageFolder without classes."""
+
+    def __init__(self, files: Sequence[Path], transform: Callable | None = None) -> None:
+        self.files, self.transform = list(files), transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        img = load_rgb(self.files[index])
+        return (self.transform(img) if self.transform else img), 0
+
+
+@dataclass
+class Split:
+    """The training set and the held-out evaluation set, disjoint by construction."""
+
+    train: Dataset
+    eval: Dataset
+    description: str
+
+
+def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[int]]:
+    """A deterministic (train, eval) partition of ``range(n)``, both sorted."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(perm[eval_size:]), sorted(perm[:eval_size])
+
+
+def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
+               synthetic_size: int = 0, image_size: int = 64, progress: bool = False) -> Split:
+    """Build the train/eval split of an image folder, or of the synthetic faces when
+    ``data_dir`` is None. Raises :class:`DataError` when there are too few images."""
+    tf = default_transform(image_size)
+    if data_dir is None:
+        full = SyntheticFaces(synthetic_size, seed=seed, image_size=image_size, transform=tf)
+        source = f"synthetic demo faces ({synthetic_size})"
+    else:
+        full = ImageFiles(drop_unreadable(find_images(data_dir), progress), tf)
+        source = f"{data_dir} ({len(full)} images)"
+    needed = eval_size + batch_size
+    if len(full) < needed:
+        raise DataError(
+            f"{source}: {len(full)} usable images, but --eval-size {eval_size} plus one batch of "
+            f"--batch-size {batch_size} needs {needed}; lower them or add images")
+    train_idx, eval_idx = split_indices(len(full), eval_size, seed)
+    return Split(
+        train=torch.utils.data.Subset(full, train_idx),
+        eval=torch.utils.data.Subset(full, eval_idx),
+        description=f"{source}: {len(train_idx)} train, {len(eval_idx)} held out for evaluation",
+    )
+
+
+def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
+                      world_size: int = 1, rank: int = 0, pin_memory: bool = False
+                      ) -> torch.utils.data.DataLoader:
+    """A shuffling loader whose order depends only on (seed, epoch): call
+    ``loader.sampler.set_epoch(e)`` at each epoch start. ``batch_size`` is per process."""
+    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
+                                 seed=seed, drop_last=True)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        drop_last=True, pin_memory=pin_memory, persistent_workers=num_workers > 0)

@@ -1,0 +1,68 @@
+"""The run's machine-readable history: ``history.jsonl``, one JSON object per line.
+
+Two kinds of record (see the README for every field):
+
+- ``{"kind": "iteration", "iteration": i, "epoch": e, "loss_d": ..., "loss_g": ..., "d_x": ...,
+  "d_g_z1": ..., "d_g_z2": ...}`` after every training iteration;
+- ``{"kind": "epoch", "epoch": e, "iteration": i, "train_seconds": ..., ...}`` after every epoch,
+  with the evaluation's metrics once they are computed.
+
+Appending one line at a time keeps the file valid after a crash: at worst the last line is cut
+short, and :func:`read_history` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+HISTORY_FILE = "history.jsonl"
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """All complete records of a run's history, in order (an absent file gives [])."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut short by a crash
+    return records
+
+
+def split_history(records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:
+    """(iteration records, epoch records)."""
+    return ([r for r in records if r.get("kind") == "iteration"],
+            [r for r in records if r.get("kind") == "epoch"])
+
+
+class History:
+    """Appends records to ``RUN_DIR/history.jsonl``. Only the writing process creates one."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / HISTORY_FILE
+        self._file = None
+
+    def truncate_after(self, iteration: int) -> None:
+        """Keep only records up to ``iteration``: what a resumed run will redo is dropped, so
+        the history stays continuous. Rewritten atomically."""
+        kept = [r for r in read_history(self.path.parent) if r.get("iteration", 0) <= iteration]
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, self.path)
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            self._file = self.path.open("a")
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

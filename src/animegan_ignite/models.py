@@ -1,0 +1,82 @@
+"""The DCGAN generator and discriminator (Radford et al., 2016) for 64x64 RGB images.
+
+The discriminator returns *logits*: the final Sigmoid of the original design is folded into
+``BCEWithLogitsLoss`` (the same function, numerically stabler, and the only form autocast
+accepts). ``torch.sigmoid(D(x))`` gives the probabilities the DCGAN paper reports as D(x).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Generator(nn.Module):
+    """Maps a latent ``(N, nz, 1, 1)`` to an image ``(N, nc, 64, 64)`` in [-1, 1]."""
+
+    def __init__(self, nz: int = 100, ngf: int = 64, nc: int = 3) -> None:
+        super().__init__()
+        self.nz = nz
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ngf * 8),
+            nn.ReLU(True),
+            _up(ngf * 8, ngf * 4),
+            _up(ngf * 4, ngf * 2),
+            _up(ngf * 2, ngf),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z)
+
+
+class Discriminator(nn.Module):
+    """Maps an image ``(N, nc, 64, 64)`` to one real/fake logit per image, shape ``(N,)``."""
+
+    def __init__(self, ndf: int = 64, nc: int = 3) -> None:
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+            _down(ndf, ndf * 2),
+            _down(ndf * 2, ndf * 4),
+            _down(ndf * 4, ndf * 8),
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()
+
+
+def _up(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)
+    )
+
+
+def _down(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+@torch.no_grad()
+def dcgan_weights_init(module: nn.Module) -> None:
+    """DCGAN init: conv weights ~ N(0, 0.02); BatchNorm weight ~ N(1, 0.02), bias 0.
+
+    Use as ``model.apply(dcgan_weights_init)``.
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
