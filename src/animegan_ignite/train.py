@@ -66,16 +66,25 @@ def make_plan(cfg: Config) -> Plan:
     if cfg.resume:
         checkpoint = load_checkpoint(cfg.resume)
         run_dir = Path(cfg.output_dir)
-        done = checkpoint["trainer"]["epoch"]
-        at_epoch_end = checkpoint_iteration(checkpoint) % checkpoint["trainer"]["epoch_length"] == 0
-        if done >= cfg.epochs and at_epoch_end:
+        done, partial = divmod(checkpoint_iteration(checkpoint), checkpoint["trainer"]["epoch_length"])
+        if done >= cfg.epochs and not partial:
             raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
                               f"pass --epochs N with N > {done} to train longer")
     else:
         run_dir = new_run_dir(cfg.output_dir)
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
                        cfg.image_size, progress=cfg.progress)
+    if checkpoint is not None:
+        _check_epoch_length(checkpoint, len(split.train) // (cfg.batch_size * idist.get_world_size()))
     return Plan(cfg, device, run_dir, split, checkpoint)
+
+
+def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
+    saved = checkpoint["trainer"]["epoch_length"]
+    if saved != epoch_length:
+        raise ConfigError(f"the checkpoint's epochs have {saved} iterations but this data set and "
+                          f"batch size give {epoch_length}; resume with the run's --data-dir and "
+                          "--batch-size")
 
 
 def _log_to_file(run_dir: Path) -> None:

@@ -1,0 +1,23 @@
+"""Shared fixtures: real image folders and the real faces where they exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import SHARED_FACES, write_images
+
+
+@pytest.fixture
+def image_dir(tmp_path: Path) -> Path:
+    """A folder of 120 small JPEG faces."""
+    root = tmp_path / "data"
+    write_images(root, 120)
+    return root
+
+
+@pytest.fixture
+def shared_faces() -> Path:
+    if not (SHARED_FACES / "images").is_dir():
+        pytest.skip("needs ../shared/data/anime-faces-64 (the real faces)")
+    return SHARED_FACES

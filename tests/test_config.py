@@ -1,0 +1,63 @@
+"""Settings: the seed's defaults, file + flag precedence, and invalid values rejected early."""
+
+import json
+
+import pytest
+from helpers import run_cli
+
+from animegan_ignite.config import DEMO_OVERRIDES, Config, ConfigError, make_config
+
+
+def test_defaults_are_the_seed_design():
+    c = Config()
+    assert (c.batch_size, c.nz, c.ngf, c.ndf, c.lr, c.beta1) == (128, 100, 64, 64, 2e-4, 0.5)
+    assert (c.epochs, c.seed, c.eval_size, c.snapshot_every) == (50, 999, 3000, 500)
+
+
+def test_real_data_keeps_seed_defaults_and_demo_uses_cpu_schedule(tmp_path):
+    real = make_config(["--data-dir", str(tmp_path)])
+    assert real.batch_size == 128 and real.ngf == 64 and real.epochs == 50
+    demo = make_config([])
+    assert demo.synthetic
+    assert all(getattr(demo, k) == v for k, v in DEMO_OVERRIDES.items())
+
+
+def test_flags_override_config_file_which_overrides_defaults(tmp_path):
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("data-dir: /data\nepochs: 7\nlr: 0.001\n")
+    c = make_config(["--config", str(yaml_file), "--epochs", "3"])
+    assert (c.data_dir, c.epochs, c.lr) == ("/data", 3, 0.001)
+    json_file = tmp_path / "c.json"
+    json_file.write_text(json.dumps({"data_dir": "/d", "batch_size": 32}))
+    assert make_config(["--config", str(json_file)]).batch_size == 32
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--batch-size", "-4"], "--batch-size must be a positive integer"),
+    (["--device", "tpu"], "--device must be one of"),
+    (["--lr", "0"], "--lr must be in (0, 1)"),
+    (["--eval-size", "-1"], "--eval-size must be >= 0"),
+])
+def test_invalid_values_raise_a_config_error_naming_the_flag(argv, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        make_config(argv)
+
+
+def test_bad_config_file_values_are_rejected(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("epochs: many\n")
+    with pytest.raises(ConfigError, match="epochs must be int"):
+        make_config(["--config", str(f)])
+    f.write_text("epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        make_config(["--config", str(f)])
+
+
+@pytest.mark.parametrize("argv", [["--batch-size", "-1"], ["--device", "tpu"],
+                                  ["--epochs", "two"], ["--bogus-flag"]])
+def test_cli_rejects_bad_flags_with_one_line_and_status_2(tmp_path, argv):
+    r = run_cli("train", *argv, "--output-dir", tmp_path / "run")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:")
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,175 @@
+"""``python -m animegan_ignite.train`` end to end, as real subprocesses: the run directory,
+reproducibility, resume after SIGKILL and Ctrl-C, and every bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from helpers import TINY, run_cli, write_images
+
+from animegan_ignite.checkpoint import list_checkpoints
+from animegan_ignite.history import read_history, split_history
+
+
+def _losses(run_dir):
+    iters, _ = split_history(read_history(run_dir))
+    return iters
+
+
+def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "2",
+                "--eval-size", "16", "--snapshot-every", "5", *TINY)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["epochs"] == 2 and cfg["data_dir"] == str(image_dir)
+    iters, epochs = split_history(read_history(run))
+    assert [x["iteration"] for x in iters] == list(range(1, 27))  # 104 train images / 8
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(e["train_seconds"] > 0 for e in epochs)
+    assert [p.name for p in list_checkpoints(run)] == ["checkpoint_13.pt", "checkpoint_26.pt"]
+    assert torch.load(run / "fixed_noise.pt").shape == (64, 100, 1, 1)
+    assert sorted(p.name for p in (run / "snapshots").iterdir())[:2] == [
+        "final.png", "iter_0000005.png"]
+    assert (run / "plots" / "losses.png").stat().st_size > 10_000
+    assert "104 train, 16 held out" in (run / "train.log").read_text()
+
+
+def test_same_seed_gives_identical_first_losses(image_dir, tmp_path):
+    args = ["--data-dir", image_dir, "--epochs", "1", "--eval-size", "16", *TINY]
+    for name in ("a", "b"):
+        assert run_cli("train", *args, "--output-dir", tmp_path / name).returncode == 0
+    a, b = _losses(tmp_path / "a")[:5], _losses(tmp_path / "b")[:5]
+    assert a == b
+    c = run_cli("train", *args, "--seed", "1", "--output-dir", tmp_path / "c")
+    assert c.returncode == 0 and _losses(tmp_path / "c")[:5] != a
+
+
+def _start(args):
+    return subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _wait_for_iteration(run, n, proc, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        iters = _losses(run) if (run / "history.jsonl").exists() else []
+        if iters and iters[-1]["iteration"] >= n:
+            return iters[-1]["iteration"]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the iteration in time")
+
+
+@pytest.fixture
+def big_dir(tmp_path):
+    """320 images: 32-image eval set, 288 train = 9 iterations of 32 per epoch."""
+    write_images(tmp_path / "data", 320)
+    return tmp_path / "data"
+
+
+SLOWER = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0",
+          "--no-progress", "--eval-size", "32"]
+
+
+def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_dir, tmp_path):
+    run = tmp_path / "run"
+    proc = _start(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3", *SLOWER])
+    _wait_for_iteration(run, 12, proc)  # inside epoch 2, after epoch 1's checkpoint
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _losses(run)[-1]["iteration"]
+    assert 9 < killed_at < 27 and killed_at % 9 != 0, "the kill must land mid-epoch"
+    latest = list_checkpoints(run)[-1].name
+    assert latest in ("checkpoint_9.pt", "checkpoint_18.pt")
+
+    r = run_cli("train", "--resume", run, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    iters, epochs = split_history(read_history(run))
+    assert [x["iteration"] for x in iters] == list(range(1, 28))
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    assert list_checkpoints(run)[-1].name == "checkpoint_27.pt"
+    resumed_from = int(latest.split("_")[1].split(".")[0])
+    assert f"resumed at epoch {resumed_from // 9}, iteration {resumed_from}" in r.stderr
+
+
+def test_ctrl_c_saves_a_checkpoint_and_plots_then_resume_continues_there(big_dir, tmp_path):
+    run = tmp_path / "run"
+    proc = _start(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
+    _wait_for_iteration(run, 4, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert f"--resume {run}" in err
+    saved = list_checkpoints(run)[-1]
+    stopped_at = int(saved.stem.split("_")[1])
+    assert 4 <= stopped_at < 9  # the interrupted iteration, not an epoch end
+    assert (run / "plots" / "losses.png").exists()
+
+    r = run_cli("train", "--resume", run, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert [x["iteration"] for x in _losses(run)] == list(range(1, 19))
+
+
+def test_resuming_a_finished_run_asks_for_more_epochs_then_extends_it(image_dir, tmp_path):
+    run = tmp_path / "run"
+    base = ["--data-dir", image_dir, "--output-dir", run, "--eval-size", "16", *TINY]
+    assert run_cli("train", *base, "--epochs", "1").returncode == 0
+    r = run_cli("train", "--resume", run)
+    assert r.returncode == 2 and "pass --epochs N with N > 1" in r.stderr
+    r = run_cli("train", "--resume", run, "--epochs", "2", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert _losses(run)[-1]["iteration"] == 26
+
+
+def _assert_user_error(r, fragment):
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert fragment in r.stderr
+    assert "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_data_dirs_are_one_line_errors_and_write_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file.jpg").write_bytes(b"x")
+    for data, fragment in ((tmp_path / "missing", "no such folder"),
+                           (tmp_path / "empty", "no images"),
+                           (tmp_path / "a_file.jpg", "is a file, not a folder")):
+        r = run_cli("train", "--data-dir", data, "--output-dir", tmp_path / "run", *TINY)
+        _assert_user_error(r, fragment)
+        assert not (tmp_path / "run").exists()
+
+
+def test_truncated_or_foreign_checkpoint_is_refused_and_left_intact(image_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+                   "--eval-size", "16", *TINY).returncode == 0
+    ckpt = list_checkpoints(run)[-1]
+    data = ckpt.read_bytes()
+    broken = run / "checkpoints" / "checkpoint_99.pt"
+    broken.write_bytes(data[: len(data) // 3])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    _assert_user_error(run_cli("train", "--resume", broken, "--epochs", "2"),
+                       "cannot be read as a checkpoint")
+    _assert_user_error(run_cli("train", "--resume", run, "--epochs", "2"),
+                       "cannot be read as a checkpoint")  # the run's latest is the broken one
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    _assert_user_error(run_cli("train", "--resume", foreign), "not a run directory")
+    _assert_user_error(run_cli("train", "--resume", tmp_path / "nope"), "no such run directory")
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+
+def test_output_dir_holding_another_run_is_refused_and_untouched(image_dir, tmp_path):
+    run = tmp_path / "run"
+    args = ["--data-dir", image_dir, "--output-dir", run, "--epochs", "1", "--eval-size", "16",
+            *TINY]
+    assert run_cli("train", *args).returncode == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    _assert_user_error(run_cli("train", *args), "already holds a run")
+    assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
