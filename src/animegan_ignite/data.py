@@ -144,3 +144,9 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         drop_last=True, pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+
+def iterations_per_epoch(n_train: int, global_batch: int, world_size: int = 1) -> int:
+    """Iterations in one epoch: each of ``world_size`` processes takes an equal shard (extra
+    images dropped) in batches of ``global_batch // world_size``."""
+    return (n_train // world_size) // (global_batch // world_size)

@@ -26,7 +26,7 @@ from .checkpoint import (
     restore,
 )
 from .config import Config, ConfigError, make_config
-from .data import DataError, Split, make_split, make_train_loader
+from .data import DataError, Split, iterations_per_epoch, make_split, make_train_loader
 from .engine import SNAPSHOT_DIR, attach_epoch_handlers, build_gan, create_trainer, save_snapshot
 from .history import History
 from .plots import export_plots
@@ -75,7 +75,8 @@ def make_plan(cfg: Config) -> Plan:
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
                        cfg.image_size, progress=cfg.progress)
     if checkpoint is not None:
-        _check_epoch_length(checkpoint, len(split.train) // (cfg.batch_size * idist.get_world_size()))
+        _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
+                                                             idist.get_world_size()))
     return Plan(cfg, device, run_dir, split, checkpoint)
 
 
