@@ -18,7 +18,7 @@ import torch
 from ignite.handlers import Checkpoint, DiskSaver
 
 CHECKPOINT_DIR = "checkpoints"
-_PATTERN = re.compile(r"checkpoint_(\d+)\.pt$")
+_PATTERN = re.compile(r"checkpoint_(\d+)\.pt")
 
 
 class CheckpointError(ValueError):
@@ -65,11 +65,21 @@ def make_checkpointer(run_dir: str | Path, to_save: dict[str, Any], n_saved: int
                       global_step_transform=lambda engine, _: engine.state.iteration)
 
 
+def make_best_checkpointer(run_dir: str | Path, to_save: dict[str, Any]) -> Checkpoint:
+    """Keeps ``best_checkpoint_<iteration>.pt``: the one with the lowest FID so far (a GAN's
+    losses say little about its images). Call it after ``engine.state.metrics["fid"]`` is set."""
+    saver = DiskSaver(Path(run_dir) / CHECKPOINT_DIR, require_empty=False, atomic=True)
+    return Checkpoint(to_save, saver, filename_prefix="best", n_saved=1,
+                      score_function=lambda engine: -engine.state.metrics["fid"],
+                      filename_pattern="{filename_prefix}_{name}_{global_step}.{ext}",
+                      global_step_transform=lambda engine, _: engine.state.iteration)
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """A run's checkpoint files, oldest (lowest iteration) first."""
     folder = Path(run_dir) / CHECKPOINT_DIR
     found = [(int(m.group(1)), p) for p in folder.glob("checkpoint_*.pt")
-             if (m := _PATTERN.search(p.name))]
+             if (m := _PATTERN.fullmatch(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -122,5 +132,5 @@ def saved_iteration(checkpointer: Checkpoint) -> int:
     """Iteration of the checkpointer's latest file, 0 if none (saving one iteration twice would
     register the same file twice in ignite's rotation)."""
     last = checkpointer.last_checkpoint
-    m = _PATTERN.search(str(last)) if last else None
+    m = _PATTERN.fullmatch(Path(last).name) if last else None
     return int(m.group(1)) if m else 0

@@ -47,6 +47,9 @@ class Config:
     device: str = "auto"
     seed: int = 999
     synthetic_size: int = 4000
+    inception_weights: str = "auto"
+    cache_dir: str | None = None
+    eval_batch_size: int = 100
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -60,11 +63,11 @@ class Config:
 
     def validate(self) -> Config:
         """Raise :class:`ConfigError` on the first invalid value; return self otherwise."""
-        positive = ("epochs", "batch_size", "nz", "ngf", "ndf", "eval_every", "snapshot_every")
+        positive = ("epochs", "batch_size", "nz", "ngf", "ndf", "snapshot_every", "eval_batch_size")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{_flag(name)} must be a positive integer, got {getattr(self, name)}")
-        for name in ("eval_size", "num_workers"):
+        for name in ("eval_size", "eval_every", "num_workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 < self.lr < 1:
@@ -73,6 +76,13 @@ class Config:
             raise ConfigError(f"--beta1 must be in [0, 1), got {self.beta1}")
         if self.device not in DEVICES:
             raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if 0 < self.eval_size < 10:
+            raise ConfigError(f"--eval-size must be 0 (no evaluation) or >= 10 (one image per IS "
+                              f"split), got {self.eval_size}")
+        if self.inception_weights not in ("auto", "pool3") and not Path(
+                self.inception_weights).is_file():
+            raise ConfigError(f"--inception-weights {self.inception_weights}: no such file "
+                              "(give the weights file, 'auto' or 'pool3')")
         if self.image_size != 64:
             raise ConfigError("--image-size: the DCGAN architecture here draws 64x64 images only")
         if self.synthetic and self.synthetic_size < 2:
@@ -126,8 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ngf", type=int, help=f"generator width (default {d.ngf})")
     p.add_argument("--ndf", type=int, help=f"discriminator width (default {d.ndf})")
     p.add_argument("--eval-size", type=int,
-                   help=f"held-out real images, excluded from training (default {d.eval_size})")
-    p.add_argument("--eval-every", type=int, help="evaluate every N epochs (default 1)")
+                   help=f"held-out real images for FID/IS, excluded from training; 0 = no "
+                   f"evaluation (default {d.eval_size})")
+    p.add_argument("--eval-every", type=int, help="evaluate FID/IS every N epochs and after the last; "
+                   "0 = never (default 1)")
+    p.add_argument("--eval-batch-size", type=int, help="images per Inception batch (default 100)")
+    p.add_argument("--inception-weights",
+                   help="standard TF-Inception weights file for FID+IS; 'auto' (default: torch hub "
+                   "cache, else download, else offline FID-only network) or 'pool3' (offline, no IS)")
+    p.add_argument("--cache-dir", help="where cached real-image statistics live "
+                   "(default $ANIMEGAN_CACHE or ~/.cache/animegan-ignite)")
     p.add_argument("--snapshot-every", type=int,
                    help=f"save a fixed-noise grid every N iterations (default {d.snapshot_every})")
     p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")

@@ -15,6 +15,7 @@ from typing import Any
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
 
 from .checkpoint import (
@@ -22,18 +23,21 @@ from .checkpoint import (
     RunState,
     checkpoint_iteration,
     load_checkpoint,
+    make_best_checkpointer,
     make_checkpointer,
     restore,
 )
 from .config import Config, ConfigError, make_config
 from .data import DataError, Split, iterations_per_epoch, make_split, make_train_loader
 from .engine import SNAPSHOT_DIR, attach_epoch_handlers, build_gan, create_trainer, save_snapshot
+from .evaluation import Evaluator, default_cache_dir, eval_latents
 from .history import History
+from .inception import BackboneError, load_backbone
 from .plots import export_plots
 from .rundir import CONFIG_FILE, NOISE_FILE, RunDirError, new_run_dir, write_json_atomic
 
 logger = logging.getLogger("animegan_ignite")
-USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, BackboneError)
 DEMO_NOTE = (
     "Training on the built-in SYNTHETIC demo: procedurally drawn cartoon faces at a CPU-sized "
     "schedule. For real anime faces, get the Anime Face Dataset (Kaggle: splcher/animefacedataset) "
@@ -100,18 +104,71 @@ def _fixed_noise(plan: Plan) -> torch.Tensor:
     return torch.randn(64, plan.cfg.nz, 1, 1, generator=gen).to(plan.device)
 
 
+def _start_run_dir(plan: Plan) -> None:
+    run_dir = plan.run_dir
+    (run_dir / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    _log_to_file(run_dir)
+    write_json_atomic(run_dir / CONFIG_FILE, plan.cfg.to_dict())
+
+
+def make_evaluator(plan: Plan) -> Evaluator | None:
+    """The per-epoch FID/IS evaluator, or None with ``--eval-size 0``."""
+    cfg = plan.cfg
+    if cfg.eval_size == 0 or cfg.eval_every == 0:
+        return None
+    choice = load_backbone(cfg.inception_weights, plan.device)
+    logger.info("FID/IS backbone: %s", choice.backbone.name)
+    if choice.is_unavailable:
+        logger.warning(choice.is_unavailable)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
+                     plan.device, cache, cfg.image_size, cfg.eval_batch_size,
+                     progress=cfg.progress)
+
+
+class EpochEnd:
+    """After each epoch's checkpoint: FID/IS when due, the best-FID checkpoint, the history
+    record, the log line and the plots."""
+
+    def __init__(self, cfg: Config, run_dir: Path, netG: torch.nn.Module, history: History | None,
+                 evaluator: Evaluator | None, best: Checkpoint | None) -> None:
+        self.cfg, self.run_dir, self.netG, self.history = cfg, run_dir, netG, history
+        self.evaluator, self.best = evaluator, best
+
+    def __call__(self, engine: Engine) -> None:
+        epoch, cfg = engine.state.epoch, self.cfg
+        record = {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
+                  "train_seconds": round(engine.state.train_seconds, 3),
+                  **{k: engine.state.metrics[k] for k in ("loss_d", "loss_g")}}
+        line = f"epoch {epoch}/{cfg.epochs}: Loss_D {record['loss_d']:.4f}  Loss_G {record['loss_g']:.4f}"
+        if self.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            result = self.evaluator(self.netG)  # every process takes part
+            record.update(result.to_dict())
+            engine.state.metrics["fid"] = result.fid
+            if self.best is not None:
+                self.best(engine)
+            is_text = f"{result.is_mean:.3f} ± {result.is_std:.3f}" if result.is_mean else "unavailable"
+            line += f"  FID {result.fid:.2f}  IS {is_text}"
+            timing = f"train {record['train_seconds']:.1f} s, eval {result.eval_seconds:.1f} s"
+        else:
+            timing = f"train {record['train_seconds']:.1f} s"
+        if self.history is not None:
+            self.history.append(record)
+            export_plots(self.run_dir)
+        logger.info("%s  (%s)", line, timing)
+
+
 def train(plan: Plan) -> Engine:
     """Build the trainer for ``plan`` and run it to the end of its schedule."""
     cfg, run_dir, writer = plan.cfg, plan.run_dir, idist.get_rank() == 0
     manual_seed(cfg.seed + idist.get_rank())
     if writer:
-        (run_dir / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
-        _log_to_file(run_dir)
-        write_json_atomic(run_dir / CONFIG_FILE, cfg.to_dict())
+        _start_run_dir(plan)
     if cfg.synthetic:
         logger.info(DEMO_NOTE)
     logger.info("data: %s", plan.split.description)
     logger.info("run directory: %s (device %s)", run_dir, plan.device)
+    evaluator = make_evaluator(plan)
 
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device)
     fixed_noise = _fixed_noise(plan)
@@ -121,10 +178,11 @@ def train(plan: Plan) -> Engine:
     model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
                "optD": gan.optD, "run_state": RunState(fixed_noise, model_config)}
-    checkpointer = make_checkpointer(run_dir, to_save) if writer else None
+    best = make_best_checkpointer(run_dir, to_save) if writer else None
+    checkpointer = make_checkpointer(run_dir, {**to_save, "best": best}) if writer else None
 
     if plan.checkpoint is not None:
-        restore(to_save, plan.checkpoint)
+        restore({**to_save, "best": best} if best else to_save, plan.checkpoint)
         logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch,
                     trainer.state.iteration)
         if history is not None:
@@ -132,22 +190,8 @@ def train(plan: Plan) -> Engine:
     elif writer:
         torch.save(fixed_noise.cpu(), run_dir / NOISE_FILE)
 
-    def on_epoch_end(engine: Engine) -> None:
-        record = {"kind": "epoch", "epoch": engine.state.epoch,
-                  "iteration": engine.state.iteration,
-                  "train_seconds": round(engine.state.train_seconds, 3),
-                  **{k: engine.state.metrics[k] for k in ("loss_d", "loss_g")}}
-        if history is not None:
-            history.append(record)
-            export_plots(run_dir)
-        logger.info("epoch %d/%d: Loss_D %.4f  Loss_G %.4f  (train %.1f s)", engine.state.epoch,
-                    cfg.epochs, record["loss_d"], record["loss_g"], record["train_seconds"])
-
-    def on_interrupt(engine: Engine) -> None:
-        if history is not None:
-            export_plots(run_dir)
-
-    attach_epoch_handlers(trainer, checkpointer, on_epoch_end, on_interrupt)
+    attach_epoch_handlers(trainer, checkpointer, EpochEnd(cfg, run_dir, gan.netG, history, evaluator, best),
+                          on_interrupt=lambda engine: export_plots(run_dir) if writer else None)
 
     @trainer.on(Events.TERMINATE)
     def on_nan(engine: Engine) -> None:

