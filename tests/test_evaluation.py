@@ -74,6 +74,15 @@ def test_three_epoch_run_embeds_reals_once_and_each_generated_image_once(image_d
     fids = {e["iteration"]: e["fid"] for e in epochs}
     assert len(best) == 1 and int(best[0].stem.split("_")[-1]) == min(fids, key=fids.get)
 
+    # the evaluate command reproduces the last epoch's numbers from the checkpoint alone
+    r = run_cli("evaluate", "--checkpoint", tmp_path / "a", "--inception-weights", "pool3",
+                "--cache-dir", cache, "--json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["checkpoint"].endswith("checkpoint_39.pt")
+    assert result["fid"] == pytest.approx(epochs[-1]["fid"], rel=1e-9)
+    assert result["inception_images"] == 16  # reals from the cache
+
     # a later run on the same data reuses the cached real statistics: fakes only
     r = run_cli("train", *args, "--output-dir", tmp_path / "b")
     assert r.returncode == 0, r.stderr
@@ -166,3 +175,11 @@ def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, bat
     assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
     assert two["inception_images"] == one["inception_images"] == 48
     assert one["fid"] > 1
+
+
+def test_evaluate_cli_rejects_a_bad_checkpoint(tmp_path):
+    (tmp_path / "broken.pt").write_bytes(b"\x80\x02garbage")
+    r = run_cli("evaluate", "--checkpoint", tmp_path / "broken.pt", "--inception-weights", "pool3")
+    assert r.returncode == 2 and "cannot be read as a checkpoint" in r.stderr
+    r = run_cli("evaluate", "--checkpoint", tmp_path / "missing")
+    assert r.returncode == 2 and "no such checkpoint" in r.stderr
