@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from .rundir import read_run_config
+from .tensorboard_log import tensorboard_available
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -50,6 +51,7 @@ class Config:
     inception_weights: str = "auto"
     cache_dir: str | None = None
     eval_batch_size: int = 100
+    tensorboard: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -83,6 +85,8 @@ class Config:
                 self.inception_weights).is_file():
             raise ConfigError(f"--inception-weights {self.inception_weights}: no such file "
                               "(give the weights file, 'auto' or 'pool3')")
+        if self.tensorboard and not tensorboard_available():
+            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
         if self.image_size != 64:
             raise ConfigError("--image-size: the DCGAN architecture here draws 64x64 images only")
         if self.synthetic and self.synthetic_size < 2:
@@ -153,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--synthetic-size", type=int, help="images in the synthetic demo data set")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log to TensorBoard (RUN_DIR/tensorboard; needs tensorboard installed)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (for logs)")
     return p

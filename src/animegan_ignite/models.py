@@ -7,7 +7,12 @@ accepts). ``torch.sigmoid(D(x))`` gives the probabilities the DCGAN paper report
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
+
 import torch
+import torchsummary
 from torch import nn
 
 
@@ -80,3 +85,14 @@ def dcgan_weights_init(module: nn.Module) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def summarize(model: nn.Module, input_size: tuple[int, ...]) -> str:
+    """torchsummary's layer table for ``model`` (unwrapped from DDP) as text. It runs on a CPU
+    copy: torchsummary's forward pass in train mode would otherwise move the BatchNorm running
+    statistics of the real model, and its random input must not move the training RNG."""
+    model = copy.deepcopy(getattr(model, "module", model)).cpu()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), torch.random.fork_rng(devices=[]):
+        torchsummary.summary(model, input_size, device="cpu")
+    return buf.getvalue()

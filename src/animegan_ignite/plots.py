@@ -1,20 +1,46 @@
-"""Figures drawn from a run's saved history (matplotlib, Agg backend: no screen needed)."""
+"""Every figure of a run, drawn from what the run saved (history, snapshots, checkpoints), with
+matplotlib's object-oriented ``Figure`` API, which renders with the Agg backend and
+never touches pyplot's global state or a screen. Used by the trainer at each epoch end and by
+``python scripts/plot_metrics.py RUN_DIR``; works on runs in progress, resumed runs and runs
+with no metrics yet (it draws what there is and lists what is missing).
+
+Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
+``d_outputs.png``, ``metrics.png``, ``real_vs_fake.png``, ``training.gif``, ``summary.png``.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import re
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from PIL import Image, ImageDraw
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .history import read_history, split_history  # noqa: E402
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from .history import read_history, split_history
+from .models import Generator
+from .rundir import is_run_dir
 
 PLOT_DIR = "plots"
+REAL_SAMPLES = "real_samples.png"
+SNAPSHOT_NAME = re.compile(r"iter_(\d+)\.png")
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PlotReport:
+    """What :func:`export_plots` wrote, and what it could not draw and why."""
+
+    written: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -32,55 +58,218 @@ def _epoch_lines(ax, epochs: list[dict]) -> None:
         ax.axvline(r["iteration"], color="0.85", lw=0.8, zorder=0)
 
 
-def plot_losses(iters: list[dict], epochs: list[dict], path: Path) -> None:
-    """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends marked."""
+def draw_losses(ax, iters: list[dict], epochs: list[dict]) -> None:
+    """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends as grey lines."""
     x = np.array([r["iteration"] for r in iters])
     window = max(1, len(x) // 50)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    top = 0.0
     for key, label, colour in (("loss_g", "G", "tab:blue"), ("loss_d", "D", "tab:orange")):
         y = np.array([r[key] for r in iters], dtype=float)
         ax.plot(x, y, color=colour, alpha=0.25, lw=0.7)
         ax.plot(x, smooth(y, window), color=colour, lw=1.8, label=f"{label} (moving avg {window})")
+        top = max(top, float(np.percentile(y, 99)))
+    ax.set_ylim(0, top * 1.15 or None)  # single spikes would flatten the curves
     _epoch_lines(ax, epochs)
     ax.set(xlabel="iteration", ylabel="BCE loss", title="Generator and discriminator loss")
-    ax.legend()
-    _save(fig, path)
+    ax.legend(loc="upper right")
 
 
-def plot_d_outputs(iters: list[dict], epochs: list[dict], path: Path) -> None:
-    """D(x) and D(G(z)) per iteration."""
+def draw_d_outputs(ax, iters: list[dict], epochs: list[dict]) -> None:
+    """Mean D(x) and D(G(z)) per iteration (smoothed)."""
     x = np.array([r["iteration"] for r in iters])
     window = max(1, len(x) // 50)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
     for key, label, colour in (("d_x", "D(x), real", "tab:green"),
                                ("d_g_z1", "D(G(z)) before D step", "tab:red"),
                                ("d_g_z2", "D(G(z)) after D step", "tab:purple")):
-        y = np.array([r[key] for r in iters], dtype=float)
-        ax.plot(x, smooth(y, window), color=colour, lw=1.5, label=label)
+        ax.plot(x, smooth(np.array([r[key] for r in iters], dtype=float), window), color=colour,
+                lw=1.5, label=label)
     _epoch_lines(ax, epochs)
-    ax.set(xlabel="iteration", ylabel="mean probability", ylim=(0, 1),
-           title="Discriminator outputs")
-    ax.legend()
+    ax.set(xlabel="iteration", ylabel="mean probability", ylim=(0, 1), title="Discriminator outputs")
+    ax.legend(loc="center right")
+
+
+def _evaluated(epochs: list[dict]) -> list[dict]:
+    return [e for e in epochs if e.get("fid") is not None]
+
+
+def draw_fid(ax, epochs: list[dict]) -> None:
+    """FID per evaluated epoch, the best (lowest) one starred."""
+    ev = _evaluated(epochs)
+    x, fid = [e["epoch"] for e in ev], [e["fid"] for e in ev]
+    ax.plot(x, fid, "o-", color="tab:blue", lw=1.8)
+    best = int(np.argmin(fid))
+    ax.plot(x[best], fid[best], "*", color="gold", ms=18, mec="k", label=f"best: {fid[best]:.1f} "
+            f"(epoch {x[best]})")
+    n = ev[-1].get("num_generated")
+    ax.set(xlabel="epoch", ylabel="FID (lower is better)", title=f"FID, {n} generated vs held-out real")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="upper right")
+
+
+def draw_is(ax, epochs: list[dict]) -> None:
+    """IS mean with a ± std band per evaluated epoch, or why it is unavailable."""
+    ev = [e for e in _evaluated(epochs) if e.get("is_mean") is not None]
+    if not ev:
+        reason = next((e.get("is_unavailable") for e in _evaluated(epochs)), None) or "not computed"
+        ax.text(0.5, 0.5, _wrap(reason, 60), ha="center", va="center", fontsize=8, wrap=True,
+                transform=ax.transAxes)
+        ax.set(title="Inception Score: unavailable", xticks=[], yticks=[])
+        return
+    x = np.array([e["epoch"] for e in ev])
+    mean, std = np.array([e["is_mean"] for e in ev]), np.array([e["is_std"] for e in ev])
+    ax.plot(x, mean, "s-", color="tab:green", lw=1.8, label="IS mean")
+    ax.fill_between(x, mean - std, mean + std, color="tab:green", alpha=0.2, label="± std (10 splits)")
+    ax.set(xlabel="epoch", ylabel="IS (higher is better)", title="Inception Score")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="lower right")
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def latest_fakes(run_dir: Path) -> tuple[np.ndarray, int] | None:
+    """64 faces from the latest checkpoint's G on the run's fixed noise, as an image grid, and
+    the checkpoint's iteration; None when the run has no readable checkpoint yet."""
+    found = list_checkpoints(run_dir)
+    if not found:
+        return None
+    try:
+        ckpt = load_checkpoint(found[-1])
+    except CheckpointError:
+        return None
+    shape = ckpt["run_state"]["model_config"]
+    netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
+    netG.load_state_dict(ckpt["netG"])
+    with torch.no_grad():
+        images = netG.eval()(ckpt["run_state"]["fixed_noise"])
+    grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1), padding=2)
+    return grid.permute(1, 2, 0).numpy(), int(ckpt["trainer"]["iteration"])
+
+
+def draw_image(ax, image: np.ndarray, title: str) -> None:
+    ax.imshow(image)
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def snapshot_files(run_dir: Path) -> list[tuple[int, Path]]:
+    """The fixed-noise snapshots as (iteration, file), in training order."""
+    found = [(int(m.group(1)), p) for p in (run_dir / "snapshots").glob("iter_*.png")
+             if (m := SNAPSHOT_NAME.fullmatch(p.name))]
+    return sorted(found)
+
+
+def write_gif(snapshots: list[tuple[int, Path]], path: Path, frame_ms: int = 400) -> None:
+    """An animated GIF of the snapshots, each frame labelled with its iteration."""
+    frames = []
+    for iteration, file in snapshots:
+        with Image.open(file) as im:
+            frame = im.convert("RGB")
+        canvas = Image.new("RGB", (frame.width, frame.height + 22), "white")
+        canvas.paste(frame, (0, 22))
+        ImageDraw.Draw(canvas).text((6, 4), f"iteration {iteration}", fill="black")
+        frames.append(canvas)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0,
+                   optimize=False)
+
+
+def _figure(path: Path, draw, size=(9, 4.5)) -> Path:
+    fig = Figure(figsize=size)
+    ax = fig.subplots()
+    draw(ax)
     _save(fig, path)
+    return path
 
 
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
-def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Draw every figure the history allows; return the files written."""
+def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
+    """One page with every panel there is data for, for the README."""
+    fig = Figure(figsize=(13, 15))
+    axes = fig.subplots(3, 2)
+    if iters:
+        draw_losses(axes[0, 0], iters, epochs)
+        draw_d_outputs(axes[0, 1], iters, epochs)
+    if _evaluated(epochs):
+        draw_fid(axes[1, 0], epochs)
+        draw_is(axes[1, 1], epochs)
+    if real is not None:
+        draw_image(axes[2, 0], real, "held-out real faces")
+    if fakes is not None:
+        draw_image(axes[2, 1], fakes[0], f"generated, iteration {fakes[1]}")
+    for ax in axes.flat:
+        if not ax.has_data() and not ax.texts:
+            ax.axis("off")
+    _save(fig, path)
+
+
+def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> PlotReport:
+    """Draw every figure the run's files allow; report what was written and what is missing."""
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / PLOT_DIR
     iters, epochs = split_history(read_history(run_dir))
-    written = []
+    report = PlotReport()
     if iters:
-        plot_losses(iters, epochs, out / "losses.png")
-        plot_d_outputs(iters, epochs, out / "d_outputs.png")
-        written += [out / "losses.png", out / "d_outputs.png"]
+        report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs)))
+        report.written.append(_figure(out / "d_outputs.png",
+                                      lambda ax: draw_d_outputs(ax, iters, epochs)))
     else:
-        logger.info("no iterations in the history yet: no loss plots")
-    return written
+        report.missing.append("losses, D outputs: no iterations in the history yet")
+    if _evaluated(epochs):
+        fig = Figure(figsize=(12, 4.5))
+        a1, a2 = fig.subplots(1, 2)
+        draw_fid(a1, epochs)
+        draw_is(a2, epochs)
+        _save(fig, out / "metrics.png")
+        report.written.append(out / "metrics.png")
+    else:
+        report.missing.append("FID/IS: no evaluated epoch yet (evaluation runs at epoch ends)")
+    real = np.asarray(Image.open(run_dir / REAL_SAMPLES).convert("RGB")) if (
+        run_dir / REAL_SAMPLES).is_file() else None
+    fakes = latest_fakes(run_dir)
+    if real is not None and fakes is not None:
+        fig = Figure(figsize=(12, 6.3))
+        a1, a2 = fig.subplots(1, 2)
+        draw_image(a1, real, "held-out real faces")
+        draw_image(a2, fakes[0], f"generated (checkpoint at iteration {fakes[1]})")
+        _save(fig, out / "real_vs_fake.png")
+        report.written.append(out / "real_vs_fake.png")
+    else:
+        report.missing.append("real vs fake: " + ("no checkpoint yet" if fakes is None
+                                                  else f"no {REAL_SAMPLES}"))
+    snapshots = snapshot_files(run_dir)
+    if snapshots:
+        write_gif(snapshots, out / "training.gif")
+        report.written.append(out / "training.gif")
+    else:
+        report.missing.append("training GIF: no snapshots yet")
+    draw_summary(out / "summary.png", iters, epochs, real, fakes)
+    report.written.append(out / "summary.png")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python scripts/plot_metrics.py RUN_DIR [--out DIR]``; returns the exit status."""
+    p = argparse.ArgumentParser(prog="plot_metrics.py",
+                                description="Redraw every plot of a run from its saved files.")
+    p.add_argument("run_dir", help="a run directory (holds config.json / history.jsonl)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
+    args = p.parse_args(argv)
+    if not Path(args.run_dir).is_dir() or not is_run_dir(args.run_dir):
+        print(f"error: {args.run_dir} is not a run directory (no config.json, history.jsonl or "
+              "checkpoints/)", file=sys.stderr)
+        return 2
+    report = export_plots(args.run_dir, args.out)
+    for path in report.written:
+        print(f"wrote {path}")
+    for what in report.missing:
+        print(f"missing {what}")
+    return 0

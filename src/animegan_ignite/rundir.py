@@ -5,11 +5,14 @@ Layout (documented in the README)::
     RUN_DIR/
       config.json        the resolved settings
       fixed_noise.pt     the 64 latent vectors of the snapshots
+      real_samples.png   64 held-out real faces (for the real-vs-fake figure)
+      model_summary.txt  torchsummary's tables of G and D
       history.jsonl      per-iteration and per-epoch records (see history.py)
       train.log          the console log
       checkpoints/       checkpoint_<iteration>.pt (latest two), best_*.pt once FID is computed
       snapshots/         iter_<iteration>.png, 8x8 grids of G(fixed_noise)
-      plots/             figures drawn from the history
+      plots/             figures drawn from the history (see plots.py)
+      tensorboard/       TensorBoard event files, with --tensorboard
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .history import HISTORY_FILE
 
 CONFIG_FILE = "config.json"
 NOISE_FILE = "fixed_noise.pt"
+SUMMARY_FILE = "model_summary.txt"
 RUN_MARKERS = (CONFIG_FILE, HISTORY_FILE, CHECKPOINT_DIR)
 
 

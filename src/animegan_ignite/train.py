@@ -17,6 +17,7 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
+from torchvision.utils import save_image
 
 from .checkpoint import (
     CheckpointError,
@@ -29,12 +30,21 @@ from .checkpoint import (
 )
 from .config import Config, ConfigError, make_config
 from .data import DataError, Split, iterations_per_epoch, make_split, make_train_loader
-from .engine import SNAPSHOT_DIR, attach_epoch_handlers, build_gan, create_trainer, save_snapshot
+from .engine import (
+    GAN,
+    SNAPSHOT_DIR,
+    attach_epoch_handlers,
+    build_gan,
+    create_trainer,
+    save_snapshot,
+)
 from .evaluation import Evaluator, default_cache_dir, eval_latents
 from .history import History
 from .inception import BackboneError, load_backbone
-from .plots import export_plots
-from .rundir import CONFIG_FILE, NOISE_FILE, RunDirError, new_run_dir, write_json_atomic
+from .models import summarize
+from .plots import REAL_SAMPLES, export_plots
+from .rundir import CONFIG_FILE, NOISE_FILE, SUMMARY_FILE, RunDirError, new_run_dir, write_json_atomic
+from .tensorboard_log import attach_tensorboard, log_epoch_metrics
 
 logger = logging.getLogger("animegan_ignite")
 USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, BackboneError)
@@ -109,6 +119,19 @@ def _start_run_dir(plan: Plan) -> None:
     (run_dir / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
     _log_to_file(run_dir)
     write_json_atomic(run_dir / CONFIG_FILE, plan.cfg.to_dict())
+    if not (run_dir / REAL_SAMPLES).exists():  # 64 held-out faces for the real-vs-fake figure
+        source = plan.split.eval if len(plan.split.eval) else plan.split.train
+        reals = torch.stack([source[i][0] for i in range(min(64, len(source)))])
+        save_image(reals, run_dir / REAL_SAMPLES, nrow=8, normalize=True, value_range=(-1, 1))
+
+
+def _log_model_summaries(gan: GAN, run_dir: Path, writer: bool) -> None:
+    """torchsummary's tables for G and D: printed, and saved as RUN_DIR/model_summary.txt."""
+    text = (f"Generator\n{summarize(gan.netG, (gan.nz, 1, 1))}\n"
+            f"Discriminator\n{summarize(gan.netD, (3, 64, 64))}")
+    logger.info("%s", text)
+    if writer:
+        (run_dir / SUMMARY_FILE).write_text(text)
 
 
 def make_evaluator(plan: Plan) -> Evaluator | None:
@@ -131,9 +154,9 @@ class EpochEnd:
     record, the log line and the plots."""
 
     def __init__(self, cfg: Config, run_dir: Path, netG: torch.nn.Module, history: History | None,
-                 evaluator: Evaluator | None, best: Checkpoint | None) -> None:
+                 evaluator: Evaluator | None, best: Checkpoint | None, tb=None) -> None:
         self.cfg, self.run_dir, self.netG, self.history = cfg, run_dir, netG, history
-        self.evaluator, self.best = evaluator, best
+        self.evaluator, self.best, self.tb = evaluator, best, tb
 
     def __call__(self, engine: Engine) -> None:
         epoch, cfg = engine.state.epoch, self.cfg
@@ -152,6 +175,8 @@ class EpochEnd:
             timing = f"train {record['train_seconds']:.1f} s, eval {result.eval_seconds:.1f} s"
         else:
             timing = f"train {record['train_seconds']:.1f} s"
+        if self.tb is not None:
+            log_epoch_metrics(self.tb, record, engine.state.iteration)
         if self.history is not None:
             self.history.append(record)
             export_plots(self.run_dir)
@@ -171,6 +196,7 @@ def train(plan: Plan) -> Engine:
     evaluator = make_evaluator(plan)
 
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device)
+    _log_model_summaries(gan, run_dir, writer)
     fixed_noise = _fixed_noise(plan)
     history = History(run_dir) if writer else None
     trainer = create_trainer(gan, fixed_noise, run_dir, history, cfg.snapshot_every,
@@ -190,7 +216,10 @@ def train(plan: Plan) -> Engine:
     elif writer:
         torch.save(fixed_noise.cpu(), run_dir / NOISE_FILE)
 
-    attach_epoch_handlers(trainer, checkpointer, EpochEnd(cfg, run_dir, gan.netG, history, evaluator, best),
+    tb = (attach_tensorboard(trainer, run_dir, gan.netG, fixed_noise, cfg.snapshot_every)
+          if writer and cfg.tensorboard else None)
+    epoch_end = EpochEnd(cfg, run_dir, gan.netG, history, evaluator, best, tb)
+    attach_epoch_handlers(trainer, checkpointer, epoch_end,
                           on_interrupt=lambda engine: export_plots(run_dir) if writer else None)
 
     @trainer.on(Events.TERMINATE)
@@ -210,6 +239,8 @@ def train(plan: Plan) -> Engine:
     finally:
         if history is not None:
             history.close()
+        if tb is not None:
+            tb.close()
     return trainer
 
 

@@ -1,0 +1,94 @@
+"""Figures from a real short training run's files; the plot command on good and bad folders."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from helpers import REPO, TINY, run_cli
+from PIL import Image
+
+from animegan_ignite.history import HISTORY_FILE, read_history
+from animegan_ignite.plots import export_plots
+
+FIGURES = ["losses.png", "d_outputs.png", "metrics.png", "real_vs_fake.png", "summary.png"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """2 epochs on 120 real image files, FID each epoch, a snapshot every 5 iterations."""
+    root = tmp_path_factory.mktemp("plots")
+    from helpers import write_images
+    write_images(root / "data", 120)
+    run = root / "run"
+    r = run_cli("train", "--data-dir", root / "data", "--output-dir", run, "--epochs", "2",
+                "--eval-size", "16", "--snapshot-every", "5", "--inception-weights", "pool3",
+                "--cache-dir", root / "cache", *TINY)
+    assert r.returncode == 0, r.stderr
+    return run
+
+
+def plot_script(*args):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "plot_metrics.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_trainer_draws_every_figure_as_valid_images(finished_run):
+    plots = finished_run / "plots"
+    for name in FIGURES:
+        with Image.open(plots / name) as im:
+            assert im.format == "PNG" and im.width >= 600 and im.height >= 300, name
+    with Image.open(plots / "training.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5  # snapshots at 5, 10, 15, 20, 25
+        assert gif.width >= 500
+
+
+def test_plot_metrics_redraws_into_another_folder(finished_run, tmp_path):
+    r = plot_script(finished_run, "--out", tmp_path / "figs")
+    assert r.returncode == 0, r.stderr
+    written = sorted(p.name for p in (tmp_path / "figs").iterdir())
+    assert written == sorted([*FIGURES, "training.gif"])
+    assert "missing" not in r.stdout
+
+
+def test_a_run_with_no_metrics_still_gets_its_loss_plots(finished_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    records = [r for r in read_history(run) if r["kind"] == "iteration"]  # as if mid-epoch 1
+    (run / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    shutil.rmtree(run / "plots")
+    report = export_plots(run)
+    names = {p.name for p in report.written}
+    assert {"losses.png", "d_outputs.png", "summary.png"} <= names and "metrics.png" not in names
+    assert any("FID/IS" in m for m in report.missing)
+    r = plot_script(run)
+    assert r.returncode == 0 and "missing FID/IS" in r.stdout
+
+
+def test_plot_metrics_on_a_folder_that_is_not_a_run_exits_2(tmp_path):
+    r = plot_script(tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert plot_script(tmp_path / "missing").returncode == 2
+
+
+def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run):
+    text = (finished_run / "model_summary.txt").read_text()
+    from animegan_ignite.models import Discriminator, Generator, count_parameters
+    assert f"Total params: {count_parameters(Generator(100, 8)):,}" in text
+    assert f"Total params: {count_parameters(Discriminator(8)):,}" in text
+    assert "Total params:" in (finished_run / "train.log").read_text()
+
+
+def test_tensorboard_flag_needs_tensorboard_or_logs_events(image_dir, tmp_path):
+    import importlib.util
+    args = ["--data-dir", image_dir, "--epochs", "1", "--eval-size", "16", "--eval-every", "0",
+            "--tensorboard",
+            "--output-dir", tmp_path / "run", *TINY]
+    r = run_cli("train", *args)
+    if importlib.util.find_spec("tensorboard") is None:
+        assert r.returncode == 2 and "pip install tensorboard" in r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+        assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
