@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from ignite.handlers import Checkpoint, DiskSaver
 
+from .models import Generator
+
 CHECKPOINT_DIR = "checkpoints"
 _PATTERN = re.compile(r"checkpoint_(\d+)\.pt")
 
@@ -126,6 +128,14 @@ def restore(to_load: dict[str, Any], checkpoint: dict[str, Any]) -> None:
 
 def checkpoint_iteration(checkpoint: dict[str, Any]) -> int:
     return int(checkpoint["trainer"]["iteration"]) if "trainer" in checkpoint else 0
+
+
+def load_generator(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> Generator:
+    """The checkpoint's generator, rebuilt from its saved shape, in eval mode."""
+    shape = checkpoint["run_state"]["model_config"]
+    netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
+    netG.load_state_dict(checkpoint["netG"])
+    return netG.to(device).eval()
 
 
 def saved_iteration(checkpointer: Checkpoint) -> int:

@@ -13,14 +13,17 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
-from .checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint, run_dir_of
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_generator,
+    resolve_checkpoint,
+    run_dir_of,
+)
 from .config import ConfigError, _Parser
 from .data import DataError, make_split
 from .evaluation import Evaluator, default_cache_dir, eval_latents
 from .inception import BackboneError, load_backbone
-from .models import Generator
 from .rundir import CONFIG_FILE
 from .train import resolve_device
 
@@ -40,14 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     return p
-
-
-def load_generator(checkpoint: dict, device: torch.device) -> Generator:
-    """The checkpoint's generator, rebuilt from its saved shape, in eval mode."""
-    shape = checkpoint["run_state"]["model_config"]
-    netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
-    netG.load_state_dict(checkpoint["netG"])
-    return netG.to(device).eval()
 
 
 def _run_settings(path: Path, args: argparse.Namespace) -> dict:

@@ -24,9 +24,8 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, load_generator
 from .history import read_history, split_history
-from .models import Generator
 from .rundir import is_run_dir
 
 PLOT_DIR = "plots"
@@ -140,11 +139,8 @@ def latest_fakes(run_dir: Path) -> tuple[np.ndarray, int] | None:
         ckpt = load_checkpoint(found[-1])
     except CheckpointError:
         return None
-    shape = ckpt["run_state"]["model_config"]
-    netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
-    netG.load_state_dict(ckpt["netG"])
     with torch.no_grad():
-        images = netG.eval()(ckpt["run_state"]["fixed_noise"])
+        images = load_generator(ckpt)(ckpt["run_state"]["fixed_noise"])
     grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1), padding=2)
     return grid.permute(1, 2, 0).numpy(), int(ckpt["trainer"]["iteration"])
 

@@ -1,0 +1,128 @@
+"""``python -m animegan_ignite.serve --checkpoint PATH``: a small local web page for a trained
+generator (Flask). One page — a grid of faces, a "new faces" button, a seed field, a slider that
+walks between two faces — over these endpoints:
+
+- ``GET /api/faces?seed=S&n=N`` -> PNG grid of N faces (1..64) drawn from seed S;
+- ``GET /api/walk?a=S1&b=S2&t=T`` -> PNG of the face at T in [0, 1] on the spherical path from
+  seed S1's face to seed S2's;
+- ``GET /api/info`` -> JSON about the checkpoint.
+
+Bad parameters get HTTP 400 with a JSON ``{"error": ...}``. Binds to 127.0.0.1 by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from flask import Flask, Response, jsonify, request
+
+from .checkpoint import CheckpointError, load_checkpoint, load_generator, resolve_checkpoint
+from .config import ConfigError, _Parser
+from .faces import grid, latents, png_bytes, render, slerp, to_pil
+from .train import resolve_device
+
+MAX_GRID = 64
+MAX_SEED = 2**63 - 1
+PAGE = (Path(__file__).parent / "page.html").read_text()
+
+
+class BadRequest(ValueError):
+    """A query parameter is missing or out of range."""
+
+
+def _int_param(name: str, default: int | None, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        if default is None:
+            raise BadRequest(f"missing parameter {name}")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be in {lo}..{hi}, got {value}")
+    return value
+
+
+def _float_param(name: str, lo: float, hi: float) -> float:
+    raw = request.args.get(name, "0.5")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be in [{lo}, {hi}], got {value}")
+    return value
+
+
+def create_app(netG: torch.nn.Module, info: dict) -> Flask:
+    """The web app around a generator (in eval mode)."""
+    app = Flask(__name__)
+    lock = threading.Lock()  # one forward pass at a time: the dev server is threaded
+
+    def png(image) -> Response:
+        return Response(png_bytes(image), mimetype="image/png",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.errorhandler(BadRequest)
+    def bad_request(e: BadRequest):
+        return jsonify(error=str(e)), 400
+
+    @app.get("/")
+    def page():
+        return Response(PAGE, mimetype="text/html")
+
+    @app.get("/api/info")
+    def api_info():
+        return jsonify(info)
+
+    @app.get("/api/faces")
+    def api_faces():
+        seed = _int_param("seed", 0, 0, MAX_SEED)
+        n = _int_param("n", 16, 1, MAX_GRID)
+        with lock:
+            images = render(netG, latents(n, netG.nz, seed))
+        return png(grid(images))
+
+    @app.get("/api/walk")
+    def api_walk():
+        a = _int_param("a", None, 0, MAX_SEED)
+        b = _int_param("b", None, 0, MAX_SEED)
+        t = _float_param("t", 0.0, 1.0)
+        z = slerp(latents(1, netG.nz, a), latents(1, netG.nz, b), t)
+        with lock:
+            face = render(netG, z)[0]
+        return png(to_pil(face).resize((256, 256), resample=0))
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog="python -m animegan_ignite.serve",
+                description="Serve a trained generator on a local web page.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory (latest)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    args: argparse.Namespace = p.parse_args(argv)
+    try:
+        path = resolve_checkpoint(args.checkpoint)
+        ckpt = load_checkpoint(path)
+        netG = load_generator(ckpt, resolve_device(args.device))
+    except (ConfigError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    info = {"checkpoint": str(path), "iteration": ckpt.get("trainer", {}).get("iteration"),
+            **ckpt["run_state"]["model_config"]}
+    print(f"serving {path} on http://{args.host}:{args.port}/", flush=True)
+    create_app(netG, info).run(host=args.host, port=args.port, threaded=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
