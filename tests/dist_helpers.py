@@ -26,3 +26,15 @@ def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batc
     if idist.get_rank() == 0:
         Path(out_file).write_text(json.dumps({**result.to_dict(),
                                               "world": idist.get_world_size()}))
+
+
+def train_and_dump(local_rank: int, plan, dump_dir: str) -> None:
+    """The trainer's own per-process setup and training, then this rank's final weights."""
+    from animegan_ignite.models import unwrap
+    from animegan_ignite.train import setup_process, train
+
+    setup_process(plan)
+    _, gan = train(plan)
+    for name, net in (("G", gan.netG), ("D", gan.netD)):
+        torch.save({k: v.cpu() for k, v in unwrap(net).state_dict().items()},
+                   Path(dump_dir) / f"{name}_rank{idist.get_rank()}.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from .rundir import read_run_config
 from .tensorboard_log import tensorboard_available
 
 DEVICES = ("auto", "cpu", "cuda")
+BACKENDS = (None, "gloo", "nccl")
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,9 @@ class Config:
     cache_dir: str | None = None
     eval_batch_size: int = 100
     tensorboard: bool = False
+    backend: str | None = None
+    nproc_per_node: int = 1
+    sync_bn: bool = False
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -59,6 +64,13 @@ class Config:
     def synthetic(self) -> bool:
         """True when training on the built-in procedurally drawn faces."""
         return self.data_dir is None
+
+    @property
+    def world_size(self) -> int:
+        """Processes in the run: torchrun's WORLD_SIZE, else --nproc-per-node."""
+        if self.backend is None:
+            return 1
+        return int(os.environ.get("WORLD_SIZE", self.nproc_per_node))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,6 +97,15 @@ class Config:
                 self.inception_weights).is_file():
             raise ConfigError(f"--inception-weights {self.inception_weights}: no such file "
                               "(give the weights file, 'auto' or 'pool3')")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"--backend must be gloo or nccl, got {self.backend!r}")
+        if self.nproc_per_node < 1:
+            raise ConfigError(f"--nproc-per-node must be >= 1, got {self.nproc_per_node}")
+        if self.nproc_per_node > 1 and self.backend is None:
+            raise ConfigError("--nproc-per-node > 1 needs --backend (nccl for GPUs, gloo for CPU)")
+        if self.batch_size % self.world_size:
+            raise ConfigError(f"--batch-size {self.batch_size} (the global batch) must divide "
+                              f"evenly over {self.world_size} processes")
         if self.tensorboard and not tensorboard_available():
             raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
         if self.image_size != 64:
@@ -157,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
     p.add_argument("--synthetic-size", type=int, help="images in the synthetic demo data set")
+    p.add_argument("--backend", help="distributed backend: nccl (GPUs) or gloo (CPU); with "
+                   "torchrun, the process count comes from torchrun")
+    p.add_argument("--nproc-per-node", type=int,
+                   help="processes to start on this machine (default 1), each with its own GPU")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="convert BatchNorm to SyncBatchNorm across processes")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to TensorBoard (RUN_DIR/tensorboard; needs tensorboard installed)")
     p.add_argument("--no-progress", dest="progress", action="store_false",

@@ -21,7 +21,7 @@ from torchvision.utils import save_image
 
 from .checkpoint import saved_iteration
 from .history import History
-from .models import Discriminator, Generator, dcgan_weights_init
+from .models import Discriminator, Generator, dcgan_weights_init, unwrap
 
 logger = logging.getLogger(__name__)
 OUTPUT_KEYS = ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2")
@@ -97,6 +97,7 @@ def make_training_step(gan: GAN) -> Callable[[Engine, Any], dict[str, float]]:
 def generate(netG: nn.Module, noise: torch.Tensor) -> torch.Tensor:
     """G(noise) in eval mode (BatchNorm running statistics: each image depends only on its own
     latent, not on its batch-mates), on the CPU, in [-1, 1]."""
+    netG = unwrap(netG)
     was_training = netG.training
     netG.eval()
     try:
@@ -113,7 +114,7 @@ def save_snapshot(netG: nn.Module, fixed_noise: torch.Tensor, path: Path) -> Non
 
 
 def create_trainer(gan: GAN, fixed_noise: torch.Tensor, run_dir: Path, history: History | None,
-                   snapshot_every: int, progress: bool = True) -> Engine:
+                   snapshot_every: int, progress: bool = True, init_seed: int = 0) -> Engine:
     """``Engine(training_step)`` with the per-iteration handlers. ``history`` is given on the
     process that writes files (rank 0) and None elsewhere; the epoch-level handlers come from
     :func:`attach_epoch_handlers` once the checkpointer (which saves the trainer) exists."""
@@ -122,8 +123,13 @@ def create_trainer(gan: GAN, fixed_noise: torch.Tensor, run_dir: Path, history: 
     @trainer.on(Events.STARTED)
     def init_weights(engine: Engine) -> None:
         if engine.state.iteration == 0:  # a resumed run keeps the weights it loaded
-            gan.netG.apply(dcgan_weights_init)
-            gan.netD.apply(dcgan_weights_init)
+            # Same seed on every process: DDP synchronised the weights when it wrapped the
+            # models, before this init, so each rank must draw the same ones.
+            cuda = [gan.device.index or 0] if gan.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):  # training's noise stream is untouched
+                torch.manual_seed(init_seed)
+                gan.netG.apply(dcgan_weights_init)
+                gan.netD.apply(dcgan_weights_init)
 
     @trainer.on(Events.EPOCH_STARTED)
     def start_epoch(engine: Engine) -> None:

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from .inception import NUM_CLASSES, NUM_FEATURES, Backbone, BackboneChoice
 from .metrics import FeatureStats, fid_from_stats, inception_score
+from .models import unwrap
 
 logger = logging.getLogger(__name__)
 RESIZE_RULE = "tf1-bilinear-299"
@@ -217,6 +218,7 @@ class Evaluator:
     def _embed_generated(self, netG: nn.Module, block: range) -> tuple[FeatureStats, torch.Tensor]:
         """Generate this process's block of images in batches (G in eval mode) and embed each
         image once: features into running statistics, logits kept for IS."""
+        netG = unwrap(netG)
         stats = FeatureStats.empty(NUM_FEATURES, self.device)
         logits = [torch.zeros(0, NUM_CLASSES, dtype=torch.float64, device=self.device)]
         was_training = netG.training

@@ -82,6 +82,12 @@ def dcgan_weights_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DistributedDataParallel wrapper. Generation on one rank (or in
+    unequal amounts per rank) must bypass DDP, whose forward takes part in collectives."""
+    return getattr(model, "module", model)
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -91,7 +97,7 @@ def summarize(model: nn.Module, input_size: tuple[int, ...]) -> str:
     """torchsummary's layer table for ``model`` (unwrapped from DDP) as text. It runs on a CPU
     copy: torchsummary's forward pass in train mode would otherwise move the BatchNorm running
     statistics of the real model, and its random input must not move the training RNG."""
-    model = copy.deepcopy(getattr(model, "module", model)).cpu()
+    model = copy.deepcopy(unwrap(model)).cpu()
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), torch.random.fork_rng(devices=[]):
         torchsummary.summary(model, input_size, device="cpu")

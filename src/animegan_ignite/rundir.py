@@ -40,12 +40,14 @@ def is_run_dir(path: str | Path) -> bool:
     return any((Path(path) / m).exists() for m in RUN_MARKERS)
 
 
-def new_run_dir(output_dir: str | None) -> Path:
-    """The folder for a new run: ``output_dir`` (which must not hold a run) or
-    ``runs/<timestamp>``. Not created here, so bad input leaves nothing behind."""
+def new_run_dir(output_dir: str | None, check: bool = True) -> Path:
+    """The folder for a new run: ``output_dir`` (which must not hold a run, unless ``check`` is
+    False) or ``runs/<timestamp>``. Not created here, so bad input leaves nothing behind."""
     if output_dir is None:
         return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     path = Path(output_dir)
+    if not check:
+        return path
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--output-dir {path}: is a file, not a folder")
     if is_run_dir(path):

@@ -7,6 +7,7 @@ before the first file is written; such errors print one line and exit with statu
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_plan(cfg: Config) -> Plan:
-    """Check the device, run directory, checkpoint and data set (raises a USER_ERRORS type)."""
+def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
+    """Check the device, run directory, checkpoint and data set (raises a USER_ERRORS type).
+    Under torchrun only rank 0 checks the output folder (the others may look after rank 0
+    has started writing to it)."""
     device = resolve_device(cfg.device)
     checkpoint = None
     if cfg.resume:
@@ -85,12 +88,12 @@ def make_plan(cfg: Config) -> Plan:
             raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
                               f"pass --epochs N with N > {done} to train longer")
     else:
-        run_dir = new_run_dir(cfg.output_dir)
+        run_dir = new_run_dir(cfg.output_dir, check=check_output_dir)
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
                        cfg.image_size, progress=cfg.progress)
     if checkpoint is not None:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
-                                                             idist.get_world_size()))
+                                                             cfg.world_size))
     return Plan(cfg, device, run_dir, split, checkpoint)
 
 
@@ -183,8 +186,9 @@ class EpochEnd:
         logger.info("%s  (%s)", line, timing)
 
 
-def train(plan: Plan) -> Engine:
-    """Build the trainer for ``plan`` and run it to the end of its schedule."""
+def train(plan: Plan) -> tuple[Engine, GAN]:
+    """Build the trainer for ``plan``, run it to the end of its schedule, and return it with
+    the trained networks."""
     cfg, run_dir, writer = plan.cfg, plan.run_dir, idist.get_rank() == 0
     manual_seed(cfg.seed + idist.get_rank())
     if writer:
@@ -195,12 +199,12 @@ def train(plan: Plan) -> Engine:
     logger.info("run directory: %s (device %s)", run_dir, plan.device)
     evaluator = make_evaluator(plan)
 
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device)
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device, cfg.sync_bn)
     _log_model_summaries(gan, run_dir, writer)
     fixed_noise = _fixed_noise(plan)
     history = History(run_dir) if writer else None
     trainer = create_trainer(gan, fixed_noise, run_dir, history, cfg.snapshot_every,
-                             progress=cfg.progress)
+                             progress=cfg.progress, init_seed=cfg.seed)
     model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
                "optD": gan.optD, "run_state": RunState(fixed_noise, model_config)}
@@ -232,8 +236,9 @@ def train(plan: Plan) -> Engine:
         if writer:
             save_snapshot(gan.netG, fixed_noise, run_dir / SNAPSHOT_DIR / "final.png")
 
-    loader = make_train_loader(plan.split.train, cfg.batch_size, cfg.num_workers, cfg.seed,
-                               pin_memory=plan.device.type == "cuda")
+    world = idist.get_world_size()  # --batch-size is the global batch, split over processes
+    loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers, cfg.seed,
+                               world, idist.get_rank(), pin_memory=plan.device.type == "cuda")
     try:
         trainer.run(loader, max_epochs=cfg.epochs)
     finally:
@@ -241,28 +246,53 @@ def train(plan: Plan) -> Engine:
             history.close()
         if tb is not None:
             tb.close()
-    return trainer
+    return trainer, gan
+
+
+def setup_process(plan: Plan) -> None:
+    """Per-process setup inside ``idist.Parallel``: quiet logs off rank 0, this process's
+    device, and rank 0's run directory (torchrun ranks each made their own timestamp)."""
+    rank = idist.get_rank()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s",
+                        force=True)
+    if idist.get_world_size() > 1:
+        plan.device = idist.device()
+        plan.run_dir = Path(idist.broadcast(str(plan.run_dir), src=0, safe_mode=True))
+
+
+def _worker(local_rank: int, plan: Plan) -> None:
+    """One training process (the only one, or one of ``idist.Parallel``'s)."""
+    setup_process(plan)
+    try:
+        trainer, _ = train(plan)
+    except KeyboardInterrupt:
+        if idist.get_rank() == 0:
+            print(f"\ninterrupted; a checkpoint was saved. Continue with: "
+                  f"python -m animegan_ignite.train --resume {plan.run_dir}", file=sys.stderr)
+        raise
+    logger.info("done: %d epochs, %d iterations; results in %s", trainer.state.epoch,
+                trainer.state.iteration, plan.run_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status. With ``--nproc-per-node N`` it starts
+    N processes (``idist.Parallel``); under torchrun each process runs this."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     try:
-        plan = make_plan(make_config(argv))
+        cfg = make_config(argv)
+        plan = make_plan(cfg, check_output_dir=int(os.environ.get("RANK", "0")) == 0)
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
     try:
-        trainer = train(plan)
+        with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn) as parallel:
+            parallel.run(_worker, plan)
     except KeyboardInterrupt:
-        print(f"\ninterrupted; a checkpoint was saved. Continue with: "
-              f"python -m animegan_ignite.train --resume {plan.run_dir}", file=sys.stderr)
         return 130
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    logger.info("done: %d epochs, %d iterations; results in %s", trainer.state.epoch,
-                trainer.state.iteration, plan.run_dir)
     return 0
 
 
