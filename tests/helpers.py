@@ -15,6 +15,8 @@ SHARED_FACES = REPO.parent / "shared" / "data" / "anime-faces-64"
 
 # Tiny networks and batches: the tests check behaviour, not image quality.
 TINY = ["--ngf", "8", "--ndf", "8", "--batch-size", "8", "--num-workers", "0", "--no-progress"]
+# For tests of training itself: no FID/IS (Inception on 2 CPU cores costs seconds per image batch).
+NO_EVAL = ["--eval-every", "0"]
 
 
 def write_images(folder: Path, n: int, size: int = 64, seed: int = 0, ext: str = ".jpg") -> list[Path]:

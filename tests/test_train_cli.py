@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from helpers import TINY, run_cli, write_images
+from helpers import NO_EVAL, TINY, run_cli, write_images
 
 from animegan_ignite.checkpoint import list_checkpoints
 from animegan_ignite.history import read_history, split_history
@@ -24,7 +24,7 @@ def _losses(run_dir):
 def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
     run = tmp_path / "run"
     r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "2",
-                "--eval-size", "16", "--snapshot-every", "5", *TINY)
+                "--eval-size", "16", "--snapshot-every", "5", *TINY, *NO_EVAL)
     assert r.returncode == 0, r.stderr
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["epochs"] == 2 and cfg["data_dir"] == str(image_dir)
@@ -40,7 +40,7 @@ def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
 
 
 def test_same_seed_gives_identical_first_losses(image_dir, tmp_path):
-    args = ["--data-dir", image_dir, "--epochs", "1", "--eval-size", "16", *TINY]
+    args = ["--data-dir", image_dir, "--epochs", "1", "--eval-size", "16", *TINY, *NO_EVAL]
     for name in ("a", "b"):
         assert run_cli("train", *args, "--output-dir", tmp_path / name).returncode == 0
     a, b = _losses(tmp_path / "a")[:5], _losses(tmp_path / "b")[:5]
@@ -74,7 +74,7 @@ def big_dir(tmp_path):
 
 
 SLOWER = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0",
-          "--no-progress", "--eval-size", "32"]
+          "--no-progress", "--eval-size", "32", *NO_EVAL]
 
 
 def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_dir, tmp_path):
@@ -118,7 +118,7 @@ def test_ctrl_c_saves_a_checkpoint_and_plots_then_resume_continues_there(big_dir
 
 def test_resuming_a_finished_run_asks_for_more_epochs_then_extends_it(image_dir, tmp_path):
     run = tmp_path / "run"
-    base = ["--data-dir", image_dir, "--output-dir", run, "--eval-size", "16", *TINY]
+    base = ["--data-dir", image_dir, "--output-dir", run, "--eval-size", "16", *TINY, *NO_EVAL]
     assert run_cli("train", *base, "--epochs", "1").returncode == 0
     r = run_cli("train", "--resume", run)
     assert r.returncode == 2 and "pass --epochs N with N > 1" in r.stderr
@@ -140,7 +140,7 @@ def test_bad_data_dirs_are_one_line_errors_and_write_nothing(tmp_path):
     for data, fragment in ((tmp_path / "missing", "no such folder"),
                            (tmp_path / "empty", "no images"),
                            (tmp_path / "a_file.jpg", "is a file, not a folder")):
-        r = run_cli("train", "--data-dir", data, "--output-dir", tmp_path / "run", *TINY)
+        r = run_cli("train", "--data-dir", data, "--output-dir", tmp_path / "run", *TINY, *NO_EVAL)
         _assert_user_error(r, fragment)
         assert not (tmp_path / "run").exists()
 
@@ -148,7 +148,7 @@ def test_bad_data_dirs_are_one_line_errors_and_write_nothing(tmp_path):
 def test_truncated_or_foreign_checkpoint_is_refused_and_left_intact(image_dir, tmp_path):
     run = tmp_path / "run"
     assert run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
-                   "--eval-size", "16", *TINY).returncode == 0
+                   "--eval-size", "16", *TINY, *NO_EVAL).returncode == 0
     ckpt = list_checkpoints(run)[-1]
     data = ckpt.read_bytes()
     broken = run / "checkpoints" / "checkpoint_99.pt"
@@ -168,7 +168,7 @@ def test_truncated_or_foreign_checkpoint_is_refused_and_left_intact(image_dir, t
 def test_output_dir_holding_another_run_is_refused_and_untouched(image_dir, tmp_path):
     run = tmp_path / "run"
     args = ["--data-dir", image_dir, "--output-dir", run, "--epochs", "1", "--eval-size", "16",
-            *TINY]
+            *TINY, *NO_EVAL]
     assert run_cli("train", *args).returncode == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     _assert_user_error(run_cli("train", *args), "already holds a run")

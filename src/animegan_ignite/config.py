@@ -33,6 +33,7 @@ class Config:
     """Every setting of a training run. Paths are stored as strings so the config is JSON."""
 
     data_dir: str | None = None
+    download: str | None = None
     output_dir: str | None = None
     resume: str | None = None
     epochs: int = 50
@@ -63,7 +64,7 @@ class Config:
     @property
     def synthetic(self) -> bool:
         """True when training on the built-in procedurally drawn faces."""
-        return self.data_dir is None
+        return self.data_dir is None and self.download is None
 
     @property
     def world_size(self) -> int:
@@ -152,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON file of settings; flags given here override it")
     p.add_argument("--data-dir", help="image folder (ImageFolder root or any folder of images); "
                    "omit for the built-in synthetic demo")
+    p.add_argument("--download", help="fetch the data set first: 'kaggle' (Anime Face Dataset, "
+                   "needs kagglehub) or 'hf:NAME' (a Hugging Face image data set, needs datasets)")
     p.add_argument("--output-dir", help="run directory (default: runs/<timestamp>)")
     p.add_argument("--resume", help="run directory or checkpoint file to continue from")
     p.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
@@ -219,7 +222,7 @@ def make_config(argv: list[str] | None = None) -> Config:
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown setting(s) in --config: {', '.join(unknown)}")
-    if values.get("data_dir") is None and not run_values:
+    if values.get("data_dir") is None and values.get("download") is None and not run_values:
         values = {**DEMO_OVERRIDES, **values}
     try:
         cfg = Config(**values)

@@ -31,6 +31,7 @@ from .checkpoint import (
 )
 from .config import Config, ConfigError, make_config
 from .data import DataError, Split, iterations_per_epoch, make_split, make_train_loader
+from .download import DownloadError, fetch
 from .engine import (
     GAN,
     SNAPSHOT_DIR,
@@ -48,7 +49,7 @@ from .rundir import CONFIG_FILE, NOISE_FILE, SUMMARY_FILE, RunDirError, new_run_
 from .tensorboard_log import attach_tensorboard, log_epoch_metrics
 
 logger = logging.getLogger("animegan_ignite")
-USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, BackboneError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, BackboneError, DownloadError)
 DEMO_NOTE = (
     "Training on the built-in SYNTHETIC demo: procedurally drawn cartoon faces at a CPU-sized "
     "schedule. For real anime faces, get the Anime Face Dataset (Kaggle: splcher/animefacedataset) "
@@ -89,6 +90,9 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
                               f"pass --epochs N with N > {done} to train longer")
     else:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir)
+    if cfg.download:
+        cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
+        cfg.download = None  # saved config (and --resume) then use the downloaded folder
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
                        cfg.image_size, progress=cfg.progress)
     if checkpoint is not None:
