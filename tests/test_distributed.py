@@ -50,3 +50,19 @@ def test_batch_must_split_evenly_and_processes_need_a_backend(tmp_path):
     assert r.returncode == 2 and "must divide evenly over 3 processes" in r.stderr
     r = run_cli("train", "--nproc-per-node", "2")
     assert r.returncode == 2 and "needs --backend" in r.stderr
+
+
+def test_the_same_code_runs_under_torchrun(image_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                        "--master-port", "29533", "-m", "animegan_ignite.train",
+                        "--data-dir", str(image_dir), "--output-dir", str(run), *ARGS],
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [x["iteration"] for x in split_history(read_history(run))[0]] == list(range(1, 27))
+    assert (run / "train.log").read_text().count("epoch 2/2") == 1
