@@ -55,6 +55,10 @@ class Config:
     cache_dir: str | None = None
     eval_batch_size: int = 100
     tensorboard: bool = False
+    cache: bool = False
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
     backend: str | None = None
     nproc_per_node: int = 1
     sync_bn: bool = False
@@ -107,6 +111,8 @@ class Config:
         if self.batch_size % self.world_size:
             raise ConfigError(f"--batch-size {self.batch_size} (the global batch) must divide "
                               f"evenly over {self.world_size} processes")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
         if self.tensorboard and not tensorboard_available():
             raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
         if self.image_size != 64:
@@ -173,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights",
                    help="standard TF-Inception weights file for FID+IS; 'auto' (default: torch hub "
                    "cache, else download, else offline FID-only network) or 'pool3' (offline, no IS)")
-    p.add_argument("--cache-dir", help="where cached real-image statistics live "
-                   "(default $ANIMEGAN_CACHE or ~/.cache/animegan-ignite)")
+    p.add_argument("--cache-dir", help="where cached real-image statistics, decoded images "
+                   "and downloads live (default $ANIMEGAN_CACHE or ~/.cache/animegan-ignite)")
     p.add_argument("--snapshot-every", type=int,
                    help=f"save a fixed-noise grid every N iterations (default {d.snapshot_every})")
     p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
@@ -187,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="processes to start on this machine (default 1), each with its own GPU")
     p.add_argument("--sync-bn", action="store_true",
                    help="convert BatchNorm to SyncBatchNorm across processes")
+    p.add_argument("--cache", action="store_true",
+                   help="decode the data set once into a uint8 tensor cache (in --cache-dir) and "
+                   "train from it; on a GPU the images live in GPU memory")
+    p.add_argument("--precision", help="fp32 (default), bf16 or fp16 (autocast; fp16 with "
+                   "GradScaler, the T4 path: T4s have no bf16)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile G and D")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log to TensorBoard (RUN_DIR/tensorboard; needs tensorboard installed)")
     p.add_argument("--no-progress", dest="progress", action="store_false",

@@ -111,13 +111,20 @@ def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[in
 
 
 def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
-               synthetic_size: int = 0, image_size: int = 64, progress: bool = False) -> Split:
+               synthetic_size: int = 0, image_size: int = 64, progress: bool = False,
+               cache_dir: Path | None = None) -> Split:
     """Build the train/eval split of an image folder, or of the synthetic faces when
-    ``data_dir`` is None. Raises :class:`DataError` when there are too few images."""
+    ``data_dir`` is None. With ``cache_dir``, a folder's images come from the decoded-image
+    cache (see cache.py). Raises :class:`DataError` when there are too few images."""
     tf = default_transform(image_size)
     if data_dir is None:
         full = SyntheticFaces(synthetic_size, seed=seed, image_size=image_size, transform=tf)
         source = f"synthetic demo faces ({synthetic_size})"
+    elif cache_dir is not None:
+        from .cache import CachedImages, load_or_build
+
+        full = CachedImages(*load_or_build(find_images(data_dir), image_size, cache_dir, progress))
+        source = f"{data_dir} ({len(full)} images, decoded-image cache)"
     else:
         full = ImageFiles(drop_unreadable(find_images(data_dir), progress), tf)
         source = f"{data_dir} ({len(full)} images)"
@@ -135,10 +142,16 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
 
 
 def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
-                      world_size: int = 1, rank: int = 0, pin_memory: bool = False
-                      ) -> torch.utils.data.DataLoader:
+                      world_size: int = 1, rank: int = 0, pin_memory: bool = False,
+                      device: torch.device | None = None):
     """A shuffling loader whose order depends only on (seed, epoch): call
-    ``loader.sampler.set_epoch(e)`` at each epoch start. ``batch_size`` is per process."""
+    ``loader.sampler.set_epoch(e)`` at each epoch start. ``batch_size`` is per process.
+    A subset of cached images gets batches gathered on ``device`` instead of a DataLoader."""
+    from .cache import CachedBatches, CachedImages
+
+    if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, CachedImages):
+        images = dataset.dataset.images.to(device or "cpu")
+        return CachedBatches(images, dataset.indices, batch_size, seed, world_size, rank)
     sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
                                  seed=seed, drop_last=True)
     return torch.utils.data.DataLoader(

@@ -54,39 +54,76 @@ def build_gan(nz: int, ngf: int, ndf: int, lr: float, beta1: float, device: torc
     return GAN(netG, netD, optG, optD, device, nz)
 
 
-def make_training_step(gan: GAN) -> Callable[[Engine, Any], dict[str, float]]:
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class Speed:
+    """How the step runs: autocast precision, memory format, torch.compile."""
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+
+
+def make_scalers(gan: GAN, precision: str) -> tuple[torch.amp.GradScaler, torch.amp.GradScaler]:
+    """One GradScaler per optimizer (enabled for fp16 only): each network's loss scale adapts
+    to its own gradients, and each ``step`` is followed by its own ``update``."""
+    enabled = precision == "fp16"
+    return (torch.amp.GradScaler(gan.device.type, enabled=enabled),
+            torch.amp.GradScaler(gan.device.type, enabled=enabled))
+
+
+def make_training_step(gan: GAN, speed: Speed | None = None,
+                       scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None
+                       ) -> Callable[[Engine, Any], dict[str, float]]:
     """One DCGAN iteration: D on a real batch (target 1) and a fake batch (target 0), the two
-    BCE losses summed; then G on the same fake batch with target 1. Fresh noise every step."""
+    BCE losses summed; then G on the same fake batch with target 1. Fresh noise every step.
+    BCE is taken on D's logits (BCEWithLogitsLoss), the only form autocast accepts."""
+    speed = speed or Speed()
     criterion = nn.BCEWithLogitsLoss()
-    netG, netD, optG, optD = gan.netG, gan.netD, gan.optG, gan.optD
+    optG, optD = gan.optG, gan.optD
+    netG = torch.compile(gan.netG) if speed.compile else gan.netG  # the originals are saved
+    netD = torch.compile(gan.netD) if speed.compile else gan.netD
+    dtype = PRECISIONS[speed.precision]
+    scaler_d, scaler_g = scalers or make_scalers(gan, speed.precision)
+    fmt = torch.channels_last if speed.channels_last else torch.contiguous_format
+
+    def autocast():
+        return torch.autocast(gan.device.type, dtype=dtype, enabled=dtype is not None)
 
     def training_step(engine: Engine, batch: Any) -> dict[str, float]:
         real = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(
-            gan.device, non_blocking=True)
+            gan.device, non_blocking=True).contiguous(memory_format=fmt)
         b = real.size(0)
         ones = torch.ones(b, device=gan.device)
         zeros = torch.zeros(b, device=gan.device)
-        netG.train()
-        netD.train()
+        gan.netG.train()
+        gan.netD.train()
 
         optD.zero_grad(set_to_none=True)
-        logits_real = netD(real)
-        fake = netG(torch.randn(b, gan.nz, 1, 1, device=gan.device))
-        logits_fake = netD(fake.detach())
-        loss_d = criterion(logits_real, ones) + criterion(logits_fake, zeros)
-        loss_d.backward()
-        optD.step()
+        with autocast():
+            logits_real = netD(real)
+            fake = netG(torch.randn(b, gan.nz, 1, 1, device=gan.device))
+            logits_fake = netD(fake.detach())
+            loss_d = criterion(logits_real.float(), ones) + criterion(logits_fake.float(), zeros)
+        scaler_d.scale(loss_d).backward()
+        scaler_d.step(optD)
+        scaler_d.update()
 
         optG.zero_grad(set_to_none=True)
-        logits_g = netD(fake)
-        loss_g = criterion(logits_g, ones)
-        loss_g.backward()
-        optG.step()
+        with autocast():
+            logits_g = netD(fake)
+            loss_g = criterion(logits_g.float(), ones)
+        scaler_g.scale(loss_g).backward()
+        scaler_g.step(optG)
+        scaler_g.update()
 
         # One device sync for all five numbers instead of five .item() calls.
         values = torch.stack([
-            loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach()).mean(),
-            torch.sigmoid(logits_fake.detach()).mean(), torch.sigmoid(logits_g.detach()).mean(),
+            loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach().float()).mean(),
+            torch.sigmoid(logits_fake.detach().float()).mean(),
+            torch.sigmoid(logits_g.detach().float()).mean(),
         ]).tolist()
         return dict(zip(OUTPUT_KEYS, values, strict=True))
 
@@ -114,11 +151,12 @@ def save_snapshot(netG: nn.Module, fixed_noise: torch.Tensor, path: Path) -> Non
 
 
 def create_trainer(gan: GAN, fixed_noise: torch.Tensor, run_dir: Path, history: History | None,
-                   snapshot_every: int, progress: bool = True, init_seed: int = 0) -> Engine:
+                   snapshot_every: int, progress: bool = True, init_seed: int = 0,
+                   speed: Speed | None = None, scalers=None) -> Engine:
     """``Engine(training_step)`` with the per-iteration handlers. ``history`` is given on the
     process that writes files (rank 0) and None elsewhere; the epoch-level handlers come from
     :func:`attach_epoch_handlers` once the checkpointer (which saves the trainer) exists."""
-    trainer = Engine(make_training_step(gan))
+    trainer = Engine(make_training_step(gan, speed, scalers))
 
     @trainer.on(Events.STARTED)
     def init_weights(engine: Engine) -> None:

@@ -35,9 +35,11 @@ from .download import DownloadError, fetch
 from .engine import (
     GAN,
     SNAPSHOT_DIR,
+    Speed,
     attach_epoch_handlers,
     build_gan,
     create_trainer,
+    make_scalers,
     save_snapshot,
 )
 from .evaluation import Evaluator, default_cache_dir, eval_latents
@@ -93,8 +95,9 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     if cfg.download:
         cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
+    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
-                       cfg.image_size, progress=cfg.progress)
+                       cfg.image_size, progress=cfg.progress, cache_dir=cache)
     if checkpoint is not None:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
                                                              cfg.world_size))
@@ -207,11 +210,18 @@ def train(plan: Plan) -> tuple[Engine, GAN]:
     _log_model_summaries(gan, run_dir, writer)
     fixed_noise = _fixed_noise(plan)
     history = History(run_dir) if writer else None
+    speed = Speed(cfg.precision, cfg.channels_last, cfg.compile)
+    if cfg.channels_last:
+        gan.netG.to(memory_format=torch.channels_last)
+        gan.netD.to(memory_format=torch.channels_last)
+    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
     trainer = create_trainer(gan, fixed_noise, run_dir, history, cfg.snapshot_every,
-                             progress=cfg.progress, init_seed=cfg.seed)
+                             progress=cfg.progress, init_seed=cfg.seed, speed=speed,
+                             scalers=(scaler_d, scaler_g))
     model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
-               "optD": gan.optD, "run_state": RunState(fixed_noise, model_config)}
+               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g,
+               "run_state": RunState(fixed_noise, model_config)}
     best = make_best_checkpointer(run_dir, to_save) if writer else None
     checkpointer = make_checkpointer(run_dir, {**to_save, "best": best}) if writer else None
 
@@ -242,7 +252,8 @@ def train(plan: Plan) -> tuple[Engine, GAN]:
 
     world = idist.get_world_size()  # --batch-size is the global batch, split over processes
     loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers, cfg.seed,
-                               world, idist.get_rank(), pin_memory=plan.device.type == "cuda")
+                               world, idist.get_rank(), pin_memory=plan.device.type == "cuda",
+                               device=plan.device)
     try:
         trainer.run(loader, max_epochs=cfg.epochs)
     finally:

@@ -1,0 +1,83 @@
+"""The decoded-image cache and the precision / memory-format options of the training step."""
+
+import math
+import os
+
+import pytest
+import torch
+from helpers import NO_EVAL, TINY, run_cli, write_images
+
+from animegan_ignite.cache import CachedImages, load_or_build
+from animegan_ignite.data import ImageFiles, default_transform, find_images, make_split, make_train_loader
+from animegan_ignite.engine import Speed, build_gan, make_training_step
+from animegan_ignite.history import read_history, split_history
+
+
+def test_cached_pixels_equal_the_decode_path_exactly(tmp_path):
+    write_images(tmp_path / "data", 6, size=80)  # not 64: Resize and CenterCrop do work
+    write_images(tmp_path / "data" / "png", 3, size=50, ext=".png", seed=1)
+    files = find_images(tmp_path / "data")
+    images, good = load_or_build(files, 64, tmp_path / "cache")
+    assert images.dtype == torch.uint8 and images.shape == (9, 3, 64, 64)
+    cached, decoded = CachedImages(images, good), ImageFiles(files, default_transform(64))
+    for i in range(len(files)):
+        assert torch.equal(cached[i][0], decoded[i][0])
+
+
+def test_cache_is_reused_and_rebuilt_when_the_folder_changes(tmp_path):
+    paths = write_images(tmp_path / "data", 5)
+    load_or_build(find_images(tmp_path / "data"), 64, tmp_path / "cache")
+    cache_files = list((tmp_path / "cache" / "decoded").glob("*.pt"))
+    assert len(cache_files) == 1
+    mtime = cache_files[0].stat().st_mtime_ns
+    load_or_build(find_images(tmp_path / "data"), 64, tmp_path / "cache")
+    assert cache_files[0].stat().st_mtime_ns == mtime  # reused, not rewritten
+    os.utime(paths[0], ns=(1, 1))  # a changed file
+    images, _ = load_or_build(find_images(tmp_path / "data"), 64, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == 2 and len(images) == 5
+
+
+def test_cache_skips_corrupt_files_with_one_warning(tmp_path, caplog):
+    write_images(tmp_path / "data", 4)
+    (tmp_path / "data" / "faces" / "bad.jpg").write_bytes(b"nope")
+    images, good = load_or_build(find_images(tmp_path / "data"), 64, tmp_path / "cache")
+    assert len(images) == len(good) == 4
+    assert sum("1 unreadable" in r.message for r in caplog.records) == 1
+
+
+def test_cached_batches_follow_the_same_epoch_order_as_the_dataloader(image_dir, tmp_path):
+    plain = make_split(str(image_dir), 16, 8, seed=3)
+    cached = make_split(str(image_dir), 16, 8, seed=3, cache_dir=tmp_path)
+    a = make_train_loader(plain.train, 8, 0, seed=3)
+    b = make_train_loader(cached.train, 8, 0, seed=3)
+    assert len(a) == len(b) == 13
+    for loader in (a, b):
+        loader.sampler.set_epoch(2)
+    for (x, _), y in zip(a, b, strict=True):
+        assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("speed", [Speed("bf16"), Speed("fp16"), Speed("fp32", channels_last=True)])
+def test_mixed_precision_and_channels_last_steps_train_with_finite_losses(image_dir, speed):
+    torch.manual_seed(0)
+    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    batch = next(iter(make_train_loader(make_split(str(image_dir), 16, 8, 0).train, 8, 0, 0)))
+    before = [p.clone() for p in gan.netG.parameters()]
+    step = make_training_step(gan, speed)
+    for _ in range(3):
+        out = step(None, batch)
+    assert all(math.isfinite(v) for v in out.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, gan.netG.parameters(), strict=True))
+
+
+def test_cli_trains_from_the_cache_in_fp16_and_resumes(image_dir, tmp_path):
+    args = ["--data-dir", image_dir, "--output-dir", tmp_path / "run", "--eval-size", "16",
+            "--cache", "--cache-dir", tmp_path / "cache", "--precision", "fp16", *TINY, *NO_EVAL]
+    r = run_cli("train", *args, "--epochs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "decoded-image cache" in r.stderr
+    r = run_cli("train", "--resume", tmp_path / "run", "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    iters, _ = split_history(read_history(tmp_path / "run"))
+    assert [x["iteration"] for x in iters] == list(range(1, 27))
+    assert all(math.isfinite(x["loss_d"]) for x in iters)
