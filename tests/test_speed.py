@@ -81,3 +81,24 @@ def test_cli_trains_from_the_cache_in_fp16_and_resumes(image_dir, tmp_path):
     iters, _ = split_history(read_history(tmp_path / "run"))
     assert [x["iteration"] for x in iters] == list(range(1, 27))
     assert all(math.isfinite(x["loss_d"]) for x in iters)
+
+
+def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    out = tmp_path / "bench.json"
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--data-dir",
+                        str(image_dir), "--batch-size", "8", "--warmup", "1", "--iters", "2",
+                        "--repeats", "1", "--eval-size", "10", "--inception-weights", "pool3",
+                        "--workers", "0", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert set(result["ratio_to_a"]) >= {"a_plain_pytorch", "b_trainer_default", "c_trainer_cache"}
+    assert result["ratio_to_a"]["a_plain_pytorch"] == 1.0
+    assert result["evaluation"]["ours_s"] > 0 and result["evaluation"]["seed_ignite_s"] > 0
+    assert "vs (a)" in r.stdout

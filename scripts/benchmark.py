@@ -1,0 +1,250 @@
+"""Side-by-side speed of this trainer against the plain PyTorch DCGAN loop, in one run.
+
+    python scripts/benchmark.py --data-dir ../shared/data/anime-faces-64 [--device cpu|cuda]
+
+Measures, on the same machine, data and batch size (warm-up excluded, medians over repeats):
+
+  (a) a plain PyTorch loop written like the official DCGAN tutorial (ImageFolder + DataLoader,
+      the same models and step), the baseline;
+  (b) this trainer (ignite Engine + its handlers) on its default data path;
+  (c) this trainer with --cache (decoded uint8 images, batches gathered on the device);
+  (d) (c) with the fastest of the precision / memory-format options the device supports;
+  data path alone: batches/s of the DataLoader path vs the cache;
+  evaluation: seconds of one per-epoch FID + IS of N generated images with this project's
+      evaluator (one Inception pass per generated image, cached real statistics) vs ignite's
+      FID + InceptionScore used as the seed notebook used them (real and fake through FID, fake
+      again through IS: three passes), on the same backbone network.
+
+Prints a table with ratios and writes it as JSON (--out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ignite.engine import Events
+from torch import nn
+from torchvision import datasets
+
+from animegan_ignite.cache import CachedBatches, CachedImages, load_or_build
+from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
+from animegan_ignite.engine import Speed, build_gan, create_trainer
+from animegan_ignite.evaluation import Evaluator, eval_latents, to_uint8
+from animegan_ignite.history import History
+from animegan_ignite.inception import load_backbone
+from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
+
+
+def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.device,
+                        warmup: int, iters: int) -> float:
+    """(a): the PyTorch DCGAN tutorial's loop. Returns images/s after ``warmup`` iterations."""
+    dataset = datasets.ImageFolder(root=data_dir, transform=default_transform(64))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
+                                         num_workers=workers, drop_last=True)
+    netG, netD = Generator().to(device), Discriminator().to(device)
+    netG.apply(dcgan_weights_init)
+    netD.apply(dcgan_weights_init)
+    criterion = nn.BCEWithLogitsLoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    start = None
+    for i, (real, _) in enumerate(loader):
+        if i == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        if i == warmup + iters:
+            break
+        real = real.to(device)
+        b = real.size(0)
+        netD.zero_grad()
+        label = torch.full((b,), 1.0, device=device)
+        errD_real = criterion(netD(real), label)
+        errD_real.backward()
+        fake = netG(torch.randn(b, 100, 1, 1, device=device))
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        optD.step()
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        optG.step()
+        _ = (errD_real + errD_fake).item(), errG.item()  # the tutorial logs these every step
+    _sync(device)
+    return iters * batch / (time.perf_counter() - start)
+
+
+def trainer_throughput(loader, device: torch.device, batch: int, warmup: int, iters: int,
+                       speed: Speed) -> float:
+    """(b)-(d): this project's Engine with its handlers (history to a temp folder, snapshots,
+    running averages, NaN guard) on ``loader``. Returns images/s after ``warmup`` iterations."""
+    gan = build_gan(100, 64, 64, 2e-4, 0.5, device)
+    if speed.channels_last:
+        gan.netG.to(memory_format=torch.channels_last)
+        gan.netD.to(memory_format=torch.channels_last)
+    with tempfile.TemporaryDirectory() as tmp:
+        history = History(tmp)
+        trainer = create_trainer(gan, torch.randn(64, 100, 1, 1, device=device), Path(tmp),
+                                 history, snapshot_every=500, progress=False, speed=speed)
+        marks = {}
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def mark(engine):
+            if engine.state.iteration in (warmup, warmup + iters):
+                _sync(device)
+                marks[engine.state.iteration] = time.perf_counter()
+
+        trainer.run(loader, max_epochs=1, epoch_length=warmup + iters)
+        history.close()
+    return iters * batch / (marks[warmup + iters] - marks[warmup])
+
+
+def data_only(loader, batches: int) -> float:
+    """Batches per second of a loader, without training (first batch excluded)."""
+    batches = min(batches, len(loader) - 1)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches / (time.perf_counter() - start)
+
+
+def eval_seconds(data_dir: str, n: int, device: torch.device, weights: str) -> dict:
+    """One per-epoch evaluation, ours vs the seed's ignite FID + InceptionScore."""
+    from ignite.engine import Engine
+    from ignite.metrics import FID, InceptionScore
+
+    choice = load_backbone(weights, device)
+    split = make_split(data_dir, n, 1, 999)
+    netG = Generator().to(device)
+    netG.apply(dcgan_weights_init)
+    latents = eval_latents(n, 100, 999)
+    with tempfile.TemporaryDirectory() as cache:
+        ours = Evaluator(choice, split.eval, latents, device, Path(cache))
+        _ = ours.real  # the real statistics are computed once per data set, then cached
+        start = time.perf_counter()
+        ours(netG)
+        ours_s = time.perf_counter() - start
+
+    backbone = choice.backbone
+
+    fid = FID(num_features=2048, feature_extractor=_Extractor(backbone, logits=False),
+              device=device)
+    # offline there are no logits: IS then runs on the same network's features, for cost only
+    is_metric = InceptionScore(num_features=1008 if backbone.has_logits else 2048,
+                               feature_extractor=_Extractor(backbone, logits=True),
+                               output_transform=lambda o: o[0], device=device)
+
+    def step(engine, i):
+        with torch.no_grad():
+            fake = (netG.eval()(latents[i:i + 100].to(device)) + 1) / 2
+        real = torch.stack([(split.eval[j][0] + 1) / 2 for j in range(i, min(i + 100, n))])
+        return fake, real.to(device)
+
+    evaluator = Engine(step)
+    fid.attach(evaluator, "fid")
+    is_metric.attach(evaluator, "is")
+    start = time.perf_counter()
+    evaluator.run(range(0, n, 100), max_epochs=1)
+    seed_s = time.perf_counter() - start
+    return {"n": n, "backbone": backbone.name, "ours_s": ours_s, "seed_ignite_s": seed_s,
+            "speedup": seed_s / ours_s}
+
+
+class _Extractor(nn.Module):
+    """The backbone as ignite's metrics call it: [0, 1] float images in, one tensor out."""
+
+    def __init__(self, backbone, logits: bool) -> None:
+        super().__init__()
+        self.backbone, self.logits = backbone, logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features, logits = self.backbone.embed(to_uint8(x * 2 - 1))
+        return logits if self.logits and logits is not None else features
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_of(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--eval-size", type=int, default=200)
+    p.add_argument("--inception-weights", default="auto")
+    p.add_argument("--out", default="benchmark.json")
+    args = p.parse_args()
+    device, b = torch.device(args.device), args.batch_size
+    run = {"warmup": args.warmup, "iters": args.iters}
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        files = find_images(args.data_dir)
+        images, good = load_or_build(files, 64, Path(cache_dir))
+        cached = CachedImages(images, good)
+        plain_split = make_split(args.data_dir, 0, b, 999)
+
+        def default_loader():
+            return make_train_loader(plain_split.train, b, args.workers, 999)
+
+        def cached_loader():
+            return CachedBatches(cached.images.to(device), range(len(cached)), b, 999)
+
+        rows = {"a_plain_pytorch": median_of(lambda: plain_tutorial_loop(
+            args.data_dir, b, args.workers, device, **run), args.repeats)}
+        rows["b_trainer_default"] = median_of(lambda: trainer_throughput(
+            default_loader(), device, b, speed=Speed(), **run), args.repeats)
+        rows["c_trainer_cache"] = median_of(lambda: trainer_throughput(
+            cached_loader(), device, b, speed=Speed(), **run), args.repeats)
+        options = [Speed("fp32", channels_last=True), Speed("bf16")]
+        if device.type == "cuda":
+            options += [Speed("fp16"), Speed("bf16", channels_last=True)]
+        best = max(((median_of(lambda s=s: trainer_throughput(cached_loader(), device, b,
+                                                               speed=s, **run), args.repeats), s)
+                    for s in options), key=lambda t: t[0])
+        rows[f"d_trainer_cache_{best[1].precision}{'_cl' if best[1].channels_last else ''}"] = best[0]
+        data = {"dataloader_batches_per_s": median_of(lambda: data_only(default_loader(), 20),
+                                                      args.repeats),
+                "cache_batches_per_s": median_of(lambda: data_only(cached_loader(), 20),
+                                                 args.repeats)}
+        data["cache_speedup"] = data["cache_batches_per_s"] / data["dataloader_batches_per_s"]
+    evaluation = eval_seconds(args.data_dir, args.eval_size, device, args.inception_weights)
+
+    base = rows["a_plain_pytorch"]
+    print(f"device {device}, batch {b}, {args.iters} timed iterations after {args.warmup} "
+          f"warm-up, median of {args.repeats}")
+    print(f"{'path':32s} {'images/s':>10s} {'vs (a)':>8s}")
+    for name, ips in rows.items():
+        print(f"{name:32s} {ips:10.1f} {ips / base:8.3f}")
+    print(f"data path alone: DataLoader {data['dataloader_batches_per_s']:.1f} batches/s, cache "
+          f"{data['cache_batches_per_s']:.1f} batches/s ({data['cache_speedup']:.1f}x)")
+    print(f"evaluation of {evaluation['n']} images: ours {evaluation['ours_s']:.1f} s, seed's "
+          f"ignite FID+IS {evaluation['seed_ignite_s']:.1f} s ({evaluation['speedup']:.2f}x); "
+          f"backbone {evaluation['backbone']}")
+    result = {"device": str(device), "batch_size": b, **run, "repeats": args.repeats,
+              "images_per_s": rows, "ratio_to_a": {k: v / base for k, v in rows.items()},
+              "data_path": data, "evaluation": evaluation}
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
