@@ -180,7 +180,8 @@ class EpochEnd:
             engine.state.metrics["fid"] = result.fid
             if self.best is not None:
                 self.best(engine)
-            is_text = f"{result.is_mean:.3f} ± {result.is_std:.3f}" if result.is_mean else "unavailable"
+            is_text = (f"{result.is_mean:.3f} ± {result.is_std:.3f}" if result.is_mean is not None
+                       else "unavailable")
             line += f"  FID {result.fid:.2f}  IS {is_text}"
             timing = f"train {record['train_seconds']:.1f} s, eval {result.eval_seconds:.1f} s"
         else:
@@ -191,6 +192,35 @@ class EpochEnd:
             self.history.append(record)
             export_plots(self.run_dir)
         logger.info("%s  (%s)", line, timing)
+
+
+def _build(plan: Plan, history: History | None, fixed_noise: torch.Tensor
+           ) -> tuple[GAN, Engine, dict[str, Any]]:
+    """The networks, the trainer with its per-iteration handlers, and what a checkpoint saves."""
+    cfg = plan.cfg
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device, cfg.sync_bn)
+    _log_model_summaries(gan, plan.run_dir, history is not None)
+    if cfg.channels_last:
+        gan.netG.to(memory_format=torch.channels_last)
+        gan.netD.to(memory_format=torch.channels_last)
+    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
+    trainer = create_trainer(gan, fixed_noise, plan.run_dir, history, cfg.snapshot_every,
+                             progress=cfg.progress, init_seed=cfg.seed,
+                             speed=Speed(cfg.precision, cfg.channels_last, cfg.compile),
+                             scalers=(scaler_d, scaler_g))
+    model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
+    to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
+               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g,
+               "run_state": RunState(fixed_noise, model_config)}
+    return gan, trainer, to_save
+
+
+def _restore(checkpoint: dict[str, Any], to_load: dict[str, Any], trainer: Engine,
+             history: History | None) -> None:
+    restore(to_load, checkpoint)
+    logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, trainer.state.iteration)
+    if history is not None:  # what the resumed run redoes is dropped: the history stays continuous
+        history.truncate_after(trainer.state.iteration)
 
 
 def train(plan: Plan) -> tuple[Engine, GAN]:
@@ -206,31 +236,13 @@ def train(plan: Plan) -> tuple[Engine, GAN]:
     logger.info("run directory: %s (device %s)", run_dir, plan.device)
     evaluator = make_evaluator(plan)
 
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device, cfg.sync_bn)
-    _log_model_summaries(gan, run_dir, writer)
     fixed_noise = _fixed_noise(plan)
     history = History(run_dir) if writer else None
-    speed = Speed(cfg.precision, cfg.channels_last, cfg.compile)
-    if cfg.channels_last:
-        gan.netG.to(memory_format=torch.channels_last)
-        gan.netD.to(memory_format=torch.channels_last)
-    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
-    trainer = create_trainer(gan, fixed_noise, run_dir, history, cfg.snapshot_every,
-                             progress=cfg.progress, init_seed=cfg.seed, speed=speed,
-                             scalers=(scaler_d, scaler_g))
-    model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
-    to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
-               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g,
-               "run_state": RunState(fixed_noise, model_config)}
+    gan, trainer, to_save = _build(plan, history, fixed_noise)
     best = make_best_checkpointer(run_dir, to_save) if writer else None
     checkpointer = make_checkpointer(run_dir, {**to_save, "best": best}) if writer else None
-
     if plan.checkpoint is not None:
-        restore({**to_save, "best": best} if best else to_save, plan.checkpoint)
-        logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch,
-                    trainer.state.iteration)
-        if history is not None:
-            history.truncate_after(trainer.state.iteration)
+        _restore(plan.checkpoint, {**to_save, "best": best} if best else to_save, trainer, history)
     elif writer:
         torch.save(fixed_noise.cpu(), run_dir / NOISE_FILE)
 
