@@ -102,7 +102,7 @@ def draw_fid(ax, epochs: list[dict]) -> None:
     n = ev[-1].get("num_generated")
     ax.set(xlabel="epoch", ylabel="FID (lower is better)", title=f"FID, {n} generated vs held-out real")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
 
 
 def draw_is(ax, epochs: list[dict]) -> None:
