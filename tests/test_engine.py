@@ -79,3 +79,25 @@ def test_weights_are_initialised_at_start_but_not_over_loaded_ones(image_dir, tm
         Events.STARTED, lambda e: seen.update({k: v.clone() for k, v in gan.netG.state_dict().items()}))
     trainer2.run(_loader(image_dir), max_epochs=2)
     assert all(torch.equal(seen[k], loaded[k]) for k in loaded)
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(image_dir, tmp_path):
+    from animegan_ignite.checkpoint import list_checkpoints, make_checkpointer
+    from animegan_ignite.engine import attach_epoch_handlers
+
+    gan = _tiny_gan()
+    trainer = create_trainer(gan, torch.randn(64, 16, 1, 1), tmp_path, None, 100, progress=False)
+    checkpointer = make_checkpointer(tmp_path, {"trainer": trainer, "netD": gan.netD})
+    attach_epoch_handlers(trainer, checkpointer, on_epoch_end=lambda e: None,
+                          on_interrupt=lambda e: None)
+
+    @trainer.on(Events.ITERATION_COMPLETED(once=15))
+    def poison(engine):  # a diverged discriminator
+        with torch.no_grad():
+            next(gan.netD.parameters()).fill_(float("nan"))
+
+    trainer.run(_loader(image_dir), max_epochs=3)
+    assert trainer.state.iteration == 16  # the first NaN loss ends the run
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_13.pt"]
+    saved = torch.load(list_checkpoints(tmp_path)[0])["netD"]
+    assert all(torch.isfinite(v).all() for v in saved.values())

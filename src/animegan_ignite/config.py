@@ -140,7 +140,7 @@ def _flag(name: str) -> str:
     return name.replace("_", "-")
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """argparse, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -150,7 +150,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m animegan_ignite.train`` command line. Every default is ``SUPPRESS`` so
     that only flags the user typed override the file and the dataclass."""
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="python -m animegan_ignite.train",
         description="Train a DCGAN on 64x64 anime faces with PyTorch-Ignite.",
         argument_default=argparse.SUPPRESS,

@@ -20,7 +20,7 @@ from .checkpoint import (
     resolve_checkpoint,
     run_dir_of,
 )
-from .config import ConfigError, _Parser
+from .config import ConfigError, OneLineErrorParser
 from .data import DataError, make_split
 from .evaluation import Evaluator, default_cache_dir, eval_latents
 from .inception import BackboneError, load_backbone
@@ -31,7 +31,7 @@ USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneError)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m animegan_ignite.evaluate",
+    p = OneLineErrorParser(prog="python -m animegan_ignite.evaluate",
                 description="FID and Inception Score of a checkpoint's generator.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory (latest)")
     p.add_argument("--data-dir", help="real images (default: the run's; none = synthetic demo)")

@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, load_generator
-from .config import ConfigError, _Parser
+from .config import ConfigError, OneLineErrorParser
 from .faces import MAX_FACES, grid, latents, render, save_gif, to_pil, walk
 from .train import resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m animegan_ignite.generate",
+    p = OneLineErrorParser(prog="python -m animegan_ignite.generate",
                 description="Draw faces with a trained generator.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory (latest)")
     p.add_argument("--grid", help="write one PNG grid of the faces here")

@@ -21,7 +21,7 @@ import torch
 from flask import Flask, Response, jsonify, request
 
 from .checkpoint import CheckpointError, load_checkpoint, load_generator, resolve_checkpoint
-from .config import ConfigError, _Parser
+from .config import ConfigError, OneLineErrorParser
 from .faces import grid, latents, png_bytes, render, slerp, to_pil
 from .train import resolve_device
 
@@ -103,7 +103,7 @@ def create_app(netG: torch.nn.Module, info: dict) -> Flask:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m animegan_ignite.serve",
+    p = OneLineErrorParser(prog="python -m animegan_ignite.serve",
                 description="Serve a trained generator on a local web page.")
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory (latest)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
