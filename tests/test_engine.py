@@ -101,3 +101,28 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(image_dir,
     assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_13.pt"]
     saved = torch.load(list_checkpoints(tmp_path)[0])["netD"]
     assert all(torch.isfinite(v).all() for v in saved.values())
+
+
+def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir, tmp_path):
+    import pytest
+
+    from animegan_ignite.checkpoint import list_checkpoints, make_checkpointer
+    from animegan_ignite.engine import attach_epoch_handlers
+
+    gan = _tiny_gan()
+    history = History(tmp_path)
+    trainer = create_trainer(gan, torch.randn(64, 16, 1, 1), tmp_path, history, 100,
+                             progress=False)
+    attach_epoch_handlers(trainer, make_checkpointer(tmp_path, {"trainer": trainer, "netG": gan.netG}),
+                          on_epoch_end=lambda e: None, on_interrupt=lambda e: None)
+
+    @trainer.on(Events.ITERATION_STARTED(once=5))
+    def ctrl_c(engine):  # the signal arrives while iteration 5 runs
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run(_loader(image_dir), max_epochs=1)
+    history.close()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["checkpoint_4.pt"]
+    assert [r["iteration"] for r in split_history(read_history(tmp_path))[0]] == [1, 2, 3, 4]
+    assert torch.load(list_checkpoints(tmp_path)[0])["trainer"]["iteration"] == 4

@@ -179,15 +179,22 @@ def create_trainer(gan: GAN, fixed_noise: torch.Tensor, run_dir: Path, history: 
     trainer.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan())
     for key in ("loss_d", "loss_g"):
         RunningAverage(output_transform=lambda out, k=key: out[k]).attach(trainer, key)
+    if history is not None:
+        if progress:
+            ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
+
+        @trainer.on(Events.ITERATION_COMPLETED)
+        def store_losses(engine: Engine) -> None:
+            history.append({"kind": "iteration", "iteration": engine.state.iteration,
+                            "epoch": engine.state.epoch, **engine.state.output})
+
+    @trainer.on(Events.STARTED)
+    @trainer.on(Events.ITERATION_COMPLETED)  # after store_losses: handlers run in order
+    def mark_completed(engine: Engine) -> None:
+        engine.state.completed_iteration = engine.state.iteration
+
     if history is None:
         return trainer
-    if progress:
-        ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
-
-    @trainer.on(Events.ITERATION_COMPLETED)
-    def store_losses(engine: Engine) -> None:
-        history.append({"kind": "iteration", "iteration": engine.state.iteration,
-                        "epoch": engine.state.epoch, **engine.state.output})
 
     @trainer.on(Events.ITERATION_COMPLETED(every=snapshot_every))
     def snapshot(engine: Engine) -> None:
@@ -214,6 +221,10 @@ def attach_epoch_handlers(trainer: Engine, checkpointer: Checkpoint | None,
     @trainer.on(Events.EXCEPTION_RAISED)
     def save_before_exit(engine: Engine, e: BaseException) -> None:
         # ignite calls this handler instead of raising: save what there is, then re-raise.
+        # Interrupted inside an iteration, state.iteration is one ahead of the last finished
+        # (and recorded) one: label the checkpoint with the finished one, so that the resumed
+        # run redoes the unfinished iteration and the history stays continuous.
+        engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)
         if checkpointer is not None and engine.state.iteration > saved_iteration(checkpointer):
             checkpointer(engine)
         on_interrupt(engine)
