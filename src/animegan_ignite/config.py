@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field, fields
@@ -18,10 +19,14 @@ from typing import Any
 import yaml
 
 from .rundir import read_run_config
-from .tensorboard_log import tensorboard_available
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = (None, "gloo", "nccl")
+
+
+def tensorboard_available() -> bool:
+    """ignite's TensorboardLogger writes through tensorboard (or tensorboardX)."""
+    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
 class ConfigError(ValueError):

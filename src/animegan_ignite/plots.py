@@ -14,6 +14,7 @@ import argparse
 import logging
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,8 +125,6 @@ def draw_is(ax, epochs: list[dict]) -> None:
 
 
 def _wrap(text: str, width: int) -> str:
-    import textwrap
-
     return "\n".join(textwrap.wrap(text, width))
 
 

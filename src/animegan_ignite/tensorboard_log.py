@@ -3,7 +3,6 @@ losses and D outputs per iteration, FID/IS per epoch, fixed-noise snapshots as i
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -13,11 +12,6 @@ from torchvision.utils import make_grid
 from .engine import OUTPUT_KEYS, generate
 
 TB_DIR = "tensorboard"
-
-
-def tensorboard_available() -> bool:
-    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec(
-        "tensorboardX") is not None
 
 
 def attach_tensorboard(trainer: Engine, run_dir: Path, netG: torch.nn.Module,
