@@ -34,29 +34,22 @@ class BadRequest(ValueError):
     """A query parameter is missing or out of range."""
 
 
-def _int_param(name: str, default: int | None, lo: int, hi: int) -> int:
+def _param(name: str, kind: type, default, lo, hi):
+    """Query parameter ``name`` as ``kind`` (int or float) within [lo, hi]; ``default`` None
+    makes it required. Anything else is a :class:`BadRequest` naming the parameter."""
     raw = request.args.get(name)
     if raw is None:
         if default is None:
             raise BadRequest(f"missing parameter {name}")
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {raw!r}") from None
+        what = "an integer" if kind is int else "a number"
+        raise BadRequest(f"{name} must be {what}, got {raw!r}") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be in {lo}..{hi}, got {value}")
-    return value
-
-
-def _float_param(name: str, lo: float, hi: float) -> float:
-    raw = request.args.get(name, "0.5")
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be in [{lo}, {hi}], got {value}")
+        span = f"{lo}..{hi}" if kind is int else f"[{lo}, {hi}]"
+        raise BadRequest(f"{name} must be in {span}, got {value}")
     return value
 
 
@@ -83,17 +76,17 @@ def create_app(netG: torch.nn.Module, info: dict) -> Flask:
 
     @app.get("/api/faces")
     def api_faces():
-        seed = _int_param("seed", 0, 0, MAX_SEED)
-        n = _int_param("n", 16, 1, MAX_GRID)
+        seed = _param("seed", int, 0, 0, MAX_SEED)
+        n = _param("n", int, 16, 1, MAX_GRID)
         with lock:
             images = render(netG, latents(n, netG.nz, seed))
         return png(grid(images))
 
     @app.get("/api/walk")
     def api_walk():
-        a = _int_param("a", None, 0, MAX_SEED)
-        b = _int_param("b", None, 0, MAX_SEED)
-        t = _float_param("t", 0.0, 1.0)
+        a = _param("a", int, None, 0, MAX_SEED)
+        b = _param("b", int, None, 0, MAX_SEED)
+        t = _param("t", float, 0.5, 0.0, 1.0)
         z = slerp(latents(1, netG.nz, a), latents(1, netG.nz, b), t)
         with lock:
             face = render(netG, z)[0]
