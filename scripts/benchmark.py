@@ -198,7 +198,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as cache_dir:
         files = find_images(args.data_dir)
-        images, good = load_or_build(files, 64, Path(cache_dir))
+        images, good = load_or_build(files, 64, Path(cache_dir), num_workers=args.workers)
         cached = CachedImages(images, good)
         plain_split = make_split(args.data_dir, 0, b, 999)
 

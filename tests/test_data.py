@@ -45,13 +45,14 @@ def test_other_formats_are_read(tmp_path, ext):
     assert ImageFiles(find_images(tmp_path), default_transform(64))[0][0].shape == (3, 64, 64)
 
 
-def test_corrupt_and_truncated_files_are_skipped_with_one_counting_warning(tmp_path, caplog):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_corrupt_and_truncated_files_are_skipped_with_one_counting_warning(tmp_path, caplog, workers):
     paths = write_images(tmp_path, 30)
     (tmp_path / "faces" / "garbage.jpg").write_bytes(b"this is not a jpeg")
     data = paths[0].read_bytes()
     (tmp_path / "faces" / "truncated.jpg").write_bytes(data[: len(data) // 2])
     with caplog.at_level(logging.WARNING):
-        split = make_split(str(tmp_path), eval_size=4, batch_size=8, seed=1)
+        split = make_split(str(tmp_path), eval_size=4, batch_size=8, seed=1, num_workers=workers)
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "2 unreadable" in warnings[0] and "garbage.jpg" in warnings[0]

@@ -45,6 +45,16 @@ def test_cache_skips_corrupt_files_with_one_warning(tmp_path, caplog):
     assert sum("1 unreadable" in r.message for r in caplog.records) == 1
 
 
+def test_worker_processes_build_the_same_cache_as_one_process(tmp_path):
+    write_images(tmp_path / "data", 300, size=72)  # more than one batch of 256 files
+    (tmp_path / "data" / "faces" / "bad.jpg").write_bytes(b"nope")
+    files = find_images(tmp_path / "data")
+    one, good_one = load_or_build(files, 64, tmp_path / "one")
+    many, good_many = load_or_build(files, 64, tmp_path / "many", num_workers=2)
+    assert good_one == good_many and len(good_one) == 300
+    assert torch.equal(one, many)
+
+
 def test_cached_batches_follow_the_same_epoch_order_as_the_dataloader(image_dir, tmp_path):
     plain = make_split(str(image_dir), 16, 8, seed=3)
     cached = make_split(str(image_dir), 16, 8, seed=3, cache_dir=tmp_path)

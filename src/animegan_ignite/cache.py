@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +24,8 @@ import torch
 from PIL import Image
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
 from torchvision import transforms
-from tqdm import tqdm
 
-from .data import load_rgb
+from .data import decode_all, load_rgb
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -54,9 +54,10 @@ def normalize(batch: torch.Tensor) -> torch.Tensor:
 
 
 def load_or_build(files: Sequence[Path], image_size: int, cache_dir: Path,
-                  progress: bool = False) -> tuple[torch.Tensor, list[Path]]:
+                  progress: bool = False, num_workers: int = 0) -> tuple[torch.Tensor, list[Path]]:
     """The (images, readable files) of ``files``: from the cache when its fingerprint matches,
-    else decoded now (unreadable files skipped with one warning) and saved atomically."""
+    else decoded now by ``num_workers`` processes (unreadable files skipped with one warning)
+    and saved atomically."""
     key = fingerprint(files, image_size)
     path = Path(cache_dir) / "decoded" / f"{key}.pt"
     if path.is_file():
@@ -65,25 +66,16 @@ def load_or_build(files: Sequence[Path], image_size: int, cache_dir: Path,
             return saved["images"], [Path(f) for f in saved["files"]]
         except Exception:  # a damaged cache file is rebuilt, never trusted
             logger.warning("rebuilding the damaged image cache %s", path)
-    images, good, bad = [], [], []
-    for f in tqdm(files, desc="decoding images into the cache (once)", disable=not progress,
-                  leave=False):
-        try:
-            images.append(decode_uint8(f, image_size))
-            good.append(f)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            bad.append(f)
-    if bad:
-        logger.warning("skipping %d unreadable image file(s) of %d: %s", len(bad), len(files),
-                       ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else ""))
-    stacked = torch.stack(images) if images else torch.zeros(0, 3, image_size, image_size,
-                                                             dtype=torch.uint8)
+    placeholder = torch.zeros(3, image_size, image_size, dtype=torch.uint8)
+    images, good = decode_all(files, partial(decode_uint8, image_size=image_size), placeholder,
+                              num_workers, progress, desc="decoding images into the cache (once)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"images": stacked, "files": [str(f) for f in good]}, tmp)
+    torch.save({"images": images, "files": [str(f) for f in good]}, tmp)
     os.replace(tmp, path)
-    (path.parent / f"{key}.json").write_text(json.dumps({"images": len(good), "skipped": len(bad)}))
-    return stacked, good
+    (path.parent / f"{key}.json").write_text(
+        json.dumps({"images": len(good), "skipped": len(files) - len(good)}))
+    return images, good
 
 
 class CachedImages(Dataset):

@@ -65,20 +65,62 @@ def find_images(root: str | Path) -> list[Path]:
     return files
 
 
-def drop_unreadable(files: Sequence[Path], progress: bool = False) -> list[Path]:
-    """Decode every file once; keep the readable ones and warn once about the rest."""
-    good, bad = [], []
-    for path in tqdm(files, desc="checking images", disable=not progress, leave=False):
+UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+
+
+class _DecodeEach(Dataset):
+    """``decode(file)`` of each file as ``(tensor, True)``, or ``(placeholder, False)`` when the
+    file cannot be read, so that one bad file never stops a DataLoader worker."""
+
+    def __init__(self, files: Sequence[Path], decode: Callable[[Path], torch.Tensor],
+                 placeholder: torch.Tensor) -> None:
+        self.files, self.decode, self.placeholder = files, decode, placeholder
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
         try:
-            load_rgb(path)
-            good.append(path)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-            bad.append(path)
+            return self.decode(self.files[index]), True
+        except UNREADABLE:
+            return self.placeholder, False
+
+
+def decode_all(files: Sequence[Path], decode: Callable[[Path], torch.Tensor],
+               placeholder: torch.Tensor, num_workers: int = 0, progress: bool = False,
+               desc: str = "decoding images") -> tuple[torch.Tensor, list[Path]]:
+    """``decode`` every file, in ``num_workers`` DataLoader worker processes (decoding is
+    CPU-bound Python, so threads do not help; batches of 256 come back as one tensor each).
+    Returns the stacked results of the readable files and those files; the unreadable ones are
+    skipped with one warning. ``decode`` must be picklable (a module-level function or a
+    ``functools.partial`` of one) for platforms that spawn workers."""
+    loader = torch.utils.data.DataLoader(_DecodeEach(files, decode, placeholder), batch_size=256,
+                                         num_workers=num_workers)
+    chunks, ok = [], []
+    with tqdm(total=len(files), desc=desc, disable=not progress, leave=False) as bar:
+        for values, readable in loader:
+            chunks.append(values[readable])
+            ok += readable.tolist()
+            bar.update(len(readable))
+    good = [f for f, keep in zip(files, ok, strict=True) if keep]
+    bad = [f for f, keep in zip(files, ok, strict=True) if not keep]
     if bad:
         names = ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
         logger.warning("skipping %d unreadable image file(s) of %d: %s", len(bad), len(files),
                        names)
-    return good
+    return torch.cat(chunks) if chunks else placeholder[None][:0], good
+
+
+def _check_readable(path: Path) -> torch.Tensor:
+    load_rgb(path)
+    return torch.zeros(0)
+
+
+def drop_unreadable(files: Sequence[Path], progress: bool = False, num_workers: int = 0
+                    ) -> list[Path]:
+    """Decode every file once; keep the readable ones and warn once about the rest."""
+    return decode_all(files, _check_readable, torch.zeros(0), num_workers, progress,
+                      desc="checking images")[1]
 
 
 class ImageFiles(Dataset):
@@ -112,10 +154,11 @@ def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[in
 
 def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
                synthetic_size: int = 0, image_size: int = 64, progress: bool = False,
-               cache_dir: Path | None = None) -> Split:
+               cache_dir: Path | None = None, num_workers: int = 0) -> Split:
     """Build the train/eval split of an image folder, or of the synthetic faces when
     ``data_dir`` is None. With ``cache_dir``, a folder's images come from the decoded-image
-    cache (see cache.py). Raises :class:`DataError` when there are too few images."""
+    cache (see cache.py). Every file is decoded once up front, by ``num_workers`` processes.
+    Raises :class:`DataError` when there are too few images."""
     tf = default_transform(image_size)
     if data_dir is None:
         full = SyntheticFaces(synthetic_size, seed=seed, image_size=image_size, transform=tf)
@@ -123,10 +166,11 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
     elif cache_dir is not None:
         from .cache import CachedImages, load_or_build
 
-        full = CachedImages(*load_or_build(find_images(data_dir), image_size, cache_dir, progress))
+        full = CachedImages(*load_or_build(find_images(data_dir), image_size, cache_dir, progress,
+                                           num_workers))
         source = f"{data_dir} ({len(full)} images, decoded-image cache)"
     else:
-        full = ImageFiles(drop_unreadable(find_images(data_dir), progress), tf)
+        full = ImageFiles(drop_unreadable(find_images(data_dir), progress, num_workers), tf)
         source = f"{data_dir} ({len(full)} images)"
     needed = eval_size + batch_size
     if len(full) < needed:

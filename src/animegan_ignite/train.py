@@ -97,7 +97,8 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
     cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
-                       cfg.image_size, progress=cfg.progress, cache_dir=cache)
+                       cfg.image_size, progress=cfg.progress, cache_dir=cache,
+                       num_workers=cfg.num_workers)
     if checkpoint is not None:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
                                                              cfg.world_size))
