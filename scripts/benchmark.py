@@ -8,7 +8,10 @@ Measures, on the same machine, data and batch size (warm-up excluded, medians ov
       the same models and step), the baseline;
   (b) this trainer (ignite Engine + its handlers) on its default data path;
   (c) this trainer with --cache (decoded uint8 images, batches gathered on the device);
-  (d) (c) with the fastest of the precision / memory-format options the device supports;
+  (d) (c) with the fastest of the precision / memory-format / compile options the device
+      supports (bf16 where the GPU has it, else fp16 as on Kaggle's T4s);
+  epoch: seconds of one whole epoch of --epoch-images images (default on a GPU: 63,565, the
+      full Anime Face Dataset, the faces at hand repeated up to that count) with (d)'s settings;
   data path alone: batches/s of the DataLoader path vs the cache;
   evaluation: seconds of one per-epoch FID + IS of N generated images with this project's
       evaluator (one Inception pass per generated image, cached real statistics) vs ignite's
@@ -39,6 +42,8 @@ from animegan_ignite.evaluation import Evaluator, eval_latents, to_uint8
 from animegan_ignite.history import History
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
+
+FULL_DATASET = 63_565  # images in Kaggle's splcher/animefacedataset
 
 
 def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.device,
@@ -81,29 +86,53 @@ def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.d
     return iters * batch / (time.perf_counter() - start)
 
 
-def trainer_throughput(loader, device: torch.device, batch: int, warmup: int, iters: int,
-                       speed: Speed) -> float:
-    """(b)-(d): this project's Engine with its handlers (history to a temp folder, snapshots,
-    running averages, NaN guard) on ``loader``. Returns images/s after ``warmup`` iterations."""
+def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
+                epoch_length: int | None, marks) -> list[float]:
+    """This project's Engine with its handlers (history to a temp folder, snapshots every 500
+    iterations, running averages, NaN guard) on ``loader``. Returns the clock (after a device
+    sync) at each of the ``marks`` events."""
     gan = build_gan(100, 64, 64, 2e-4, 0.5, device)
     if speed.channels_last:
         gan.netG.to(memory_format=torch.channels_last)
         gan.netD.to(memory_format=torch.channels_last)
+    times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         history = History(tmp)
         trainer = create_trainer(gan, torch.randn(64, 100, 1, 1, device=device), Path(tmp),
                                  history, snapshot_every=500, progress=False, speed=speed)
-        marks = {}
 
-        @trainer.on(Events.ITERATION_COMPLETED)
-        def mark(engine):
-            if engine.state.iteration in (warmup, warmup + iters):
-                _sync(device)
-                marks[engine.state.iteration] = time.perf_counter()
+        @trainer.on(marks)
+        def mark(_):
+            _sync(device)
+            times.append(time.perf_counter())
 
-        trainer.run(loader, max_epochs=1, epoch_length=warmup + iters)
+        trainer.run(loader, max_epochs=max_epochs, epoch_length=epoch_length)
         history.close()
-    return iters * batch / (marks[warmup + iters] - marks[warmup])
+    return times
+
+
+def trainer_throughput(loader, device: torch.device, batch: int, warmup: int, iters: int,
+                       speed: Speed) -> float:
+    """(b)-(d): images/s of the trainer between iterations ``warmup`` and ``warmup + iters``."""
+    marks = Events.ITERATION_COMPLETED(event_filter=lambda _, i: i in (warmup, warmup + iters))
+    start, end = run_trainer(loader, device, speed, 1, warmup + iters, marks)
+    return iters * batch / (end - start)
+
+
+def epoch_seconds(loader, device: torch.device, speed: Speed) -> float:
+    """Wall seconds of one whole training epoch, every handler included: the second of two
+    epochs (the first warms up cuDNN's autotuner and torch.compile)."""
+    times = run_trainer(loader, device, speed, 2, None, Events.EPOCH_STARTED | Events.EPOCH_COMPLETED)
+    return times[3] - times[2]
+
+
+def speed_options(device: torch.device) -> list[Speed]:
+    """The precision / memory-format / compile settings (d) chooses from on ``device``."""
+    if device.type != "cuda":
+        return [Speed("fp32", channels_last=True), Speed("bf16")]
+    half = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # T4: fp16
+    return [Speed("fp32", channels_last=True), Speed("fp16"), Speed(half, channels_last=True),
+            Speed(half, channels_last=True, compile=True)]
 
 
 def data_only(loader, batches: int) -> float:
@@ -171,6 +200,10 @@ class _Extractor(nn.Module):
         return logits if self.logits and logits is not None else features
 
 
+def _label(speed: Speed) -> str:
+    return speed.precision + ("_cl" if speed.channels_last else "") + ("_compile" if speed.compile else "")
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -191,9 +224,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--eval-size", type=int, default=200)
     p.add_argument("--inception-weights", default="auto")
+    p.add_argument("--epoch-images", type=int, default=None,
+                   help="also time one whole epoch of this many images with (d)'s settings "
+                        "(default: 63565, the full Anime Face Dataset, on a GPU; 0 to skip)")
     p.add_argument("--out", default="benchmark.json")
     args = p.parse_args()
     device, b = torch.device(args.device), args.batch_size
+    if args.epoch_images is None:
+        args.epoch_images = FULL_DATASET if device.type == "cuda" else 0
+    if device.type == "cuda":  # every row, (a) included: fixed shapes, cuDNN's fastest kernels
+        torch.backends.cudnn.benchmark = True
     run = {"warmup": args.warmup, "iters": args.iters}
 
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -214,13 +254,16 @@ def main() -> None:
             default_loader(), device, b, speed=Speed(), **run), args.repeats)
         rows["c_trainer_cache"] = median_of(lambda: trainer_throughput(
             cached_loader(), device, b, speed=Speed(), **run), args.repeats)
-        options = [Speed("fp32", channels_last=True), Speed("bf16")]
-        if device.type == "cuda":
-            options += [Speed("fp16"), Speed("bf16", channels_last=True)]
         best = max(((median_of(lambda s=s: trainer_throughput(cached_loader(), device, b,
                                                                speed=s, **run), args.repeats), s)
-                    for s in options), key=lambda t: t[0])
-        rows[f"d_trainer_cache_{best[1].precision}{'_cl' if best[1].channels_last else ''}"] = best[0]
+                    for s in speed_options(device)), key=lambda t: t[0])
+        rows[f"d_trainer_cache_{_label(best[1])}"] = best[0]
+        epoch = None
+        if args.epoch_images:  # the cached faces repeated up to a full data set's count
+            tiled = CachedBatches(cached.images.to(device), [i % len(cached) for i in
+                                                             range(args.epoch_images)], b, 999)
+            epoch = {"images": len(tiled) * b, "speed": _label(best[1]),
+                     "seconds": epoch_seconds(tiled, device, best[1])}
         data = {"dataloader_batches_per_s": median_of(lambda: data_only(default_loader(), 20),
                                                       args.repeats),
                 "cache_batches_per_s": median_of(lambda: data_only(cached_loader(), 20),
@@ -236,12 +279,15 @@ def main() -> None:
         print(f"{name:32s} {ips:10.1f} {ips / base:8.3f}")
     print(f"data path alone: DataLoader {data['dataloader_batches_per_s']:.1f} batches/s, cache "
           f"{data['cache_batches_per_s']:.1f} batches/s ({data['cache_speedup']:.1f}x)")
+    if epoch:
+        print(f"one epoch of {epoch['images']} images with {epoch['speed']}: "
+              f"{epoch['seconds']:.1f} s (training only; every handler but the evaluation)")
     print(f"evaluation of {evaluation['n']} images: ours {evaluation['ours_s']:.1f} s, seed's "
           f"ignite FID+IS {evaluation['seed_ignite_s']:.1f} s ({evaluation['speedup']:.2f}x); "
           f"backbone {evaluation['backbone']}")
     result = {"device": str(device), "batch_size": b, **run, "repeats": args.repeats,
               "images_per_s": rows, "ratio_to_a": {k: v / base for k, v in rows.items()},
-              "data_path": data, "evaluation": evaluation}
+              "data_path": data, "epoch": epoch, "evaluation": evaluation}
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 

@@ -1,5 +1,7 @@
 """Multi-process training with ignite.distributed: 2 gloo processes on CPU over real files."""
 
+import math
+
 import ignite.distributed as idist
 import torch
 from dist_helpers import train_and_dump
@@ -52,17 +54,22 @@ def test_batch_must_split_evenly_and_processes_need_a_backend(tmp_path):
     assert r.returncode == 2 and "needs --backend" in r.stderr
 
 
-def test_the_same_code_runs_under_torchrun(image_dir, tmp_path):
+def test_the_same_code_runs_under_torchrun_with_the_kaggle_speed_flags(image_dir, tmp_path):
     import os
     import subprocess
     import sys
 
+    # Under torchrun every rank builds the decoded-image cache at the same moment, into one folder.
     run = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
                         "--master-port", "29533", "-m", "animegan_ignite.train",
-                        "--data-dir", str(image_dir), "--output-dir", str(run), *ARGS],
+                        "--data-dir", str(image_dir), "--output-dir", str(run), *ARGS,
+                        "--cache", "--cache-dir", str(tmp_path / "cache"), "--precision", "fp16"],
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert [x["iteration"] for x in split_history(read_history(run))[0]] == list(range(1, 27))
+    iters = split_history(read_history(run))[0]
+    assert [x["iteration"] for x in iters] == list(range(1, 27))
+    assert all(math.isfinite(x["loss_d"]) and math.isfinite(x["loss_g"]) for x in iters)
     assert (run / "train.log").read_text().count("epoch 2/2") == 1
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == 1

@@ -104,11 +104,13 @@ def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--data-dir",
                         str(image_dir), "--batch-size", "8", "--warmup", "1", "--iters", "2",
                         "--repeats", "1", "--eval-size", "10", "--inception-weights", "pool3",
-                        "--workers", "0", "--out", str(out)], capture_output=True, text=True,
+                        "--workers", "0", "--epoch-images", "40", "--out", str(out)],
+                       capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(out.read_text())
     assert set(result["ratio_to_a"]) >= {"a_plain_pytorch", "b_trainer_default", "c_trainer_cache"}
     assert result["ratio_to_a"]["a_plain_pytorch"] == 1.0
     assert result["evaluation"]["ours_s"] > 0 and result["evaluation"]["seed_ignite_s"] > 0
+    assert result["epoch"]["images"] == 40 and result["epoch"]["seconds"] > 0  # 5 batches of 8
     assert "vs (a)" in r.stdout

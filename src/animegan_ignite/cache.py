@@ -70,7 +70,7 @@ def load_or_build(files: Sequence[Path], image_size: int, cache_dir: Path,
     images, good = decode_all(files, partial(decode_uint8, image_size=image_size), placeholder,
                               num_workers, progress, desc="decoding images into the cache (once)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # torchrun's ranks may all build it at once
     torch.save({"images": images, "files": [str(f) for f in good]}, tmp)
     os.replace(tmp, path)
     (path.parent / f"{key}.json").write_text(

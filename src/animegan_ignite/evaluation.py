@@ -153,7 +153,7 @@ class RealStats:
         mu, sigma = stats.mean_cov()
         if path is not None and idist.get_rank() == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npz")
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # runs may share the cache
             np.savez(tmp, mu=mu, sigma=sigma, n=stats.n)
             os.replace(tmp, path)
         return cls(mu, sigma, stats.n)
