@@ -12,7 +12,8 @@ Measures, on the same machine, data and batch size (warm-up excluded, medians ov
       supports (bf16 where the GPU has it, else fp16 as on Kaggle's T4s);
   epoch: seconds of one whole epoch of --epoch-images images (default on a GPU: 63,565, the
       full Anime Face Dataset, the faces at hand repeated up to that count) with (d)'s settings;
-  data path alone: batches/s of the DataLoader path vs the cache;
+  data path alone: batches/s of the DataLoader path vs the cache, and the seconds to build the
+      cache with 0 and --workers decoding processes;
   evaluation: seconds of one per-epoch FID + IS of N generated images with this project's
       evaluator (one Inception pass per generated image, cached real statistics) vs ignite's
       FID + InceptionScore used as the seed notebook used them (real and fake through FID, fake
@@ -135,6 +136,14 @@ def speed_options(device: torch.device) -> list[Speed]:
             Speed(half, channels_last=True, compile=True)]
 
 
+def build_seconds(files, cache_dir: Path, workers: int) -> float:
+    """Seconds to decode every file into a new decoded-image cache with ``workers`` processes
+    (0: in this process)."""
+    start = time.perf_counter()
+    load_or_build(files, 64, cache_dir, num_workers=workers)
+    return time.perf_counter() - start
+
+
 def data_only(loader, batches: int) -> float:
     """Batches per second of a loader, without training (first batch excluded)."""
     batches = min(batches, len(loader) - 1)
@@ -238,7 +247,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as cache_dir:
         files = find_images(args.data_dir)
-        images, good = load_or_build(files, 64, Path(cache_dir), num_workers=args.workers)
+        build = {f"{w}_workers": build_seconds(files, Path(cache_dir) / str(w), w)
+                 for w in sorted({0, args.workers})}
+        images, good = load_or_build(files, 64, Path(cache_dir) / str(args.workers))
         cached = CachedImages(images, good)
         plain_split = make_split(args.data_dir, 0, b, 999)
 
@@ -269,6 +280,7 @@ def main() -> None:
                 "cache_batches_per_s": median_of(lambda: data_only(cached_loader(), 20),
                                                  args.repeats)}
         data["cache_speedup"] = data["cache_batches_per_s"] / data["dataloader_batches_per_s"]
+        data["cache_build_seconds"] = build
     evaluation = eval_seconds(args.data_dir, args.eval_size, device, args.inception_weights)
 
     base = rows["a_plain_pytorch"]
@@ -279,6 +291,8 @@ def main() -> None:
         print(f"{name:32s} {ips:10.1f} {ips / base:8.3f}")
     print(f"data path alone: DataLoader {data['dataloader_batches_per_s']:.1f} batches/s, cache "
           f"{data['cache_batches_per_s']:.1f} batches/s ({data['cache_speedup']:.1f}x)")
+    print(f"building the cache of {len(files)} images: " + ", ".join(
+        f"{k.replace('_', ' ')} {v:.1f} s" for k, v in build.items()))
     if epoch:
         print(f"one epoch of {epoch['images']} images with {epoch['speed']}: "
               f"{epoch['seconds']:.1f} s (training only; every handler but the evaluation)")
