@@ -139,4 +139,6 @@ def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
     assert result["evaluation"]["ours_s"] > 0 and result["evaluation"]["seed_ignite_s"] > 0
     assert result["epoch"]["images"] == 40 and result["epoch"]["seconds"] > 0  # 5 batches of 8
     assert result["data_path"]["cache_build_seconds"]["0_workers"] > 0
+    overhead = result["handler_overhead"]
+    assert 0 < overhead["handlers_ms_per_iteration"] < overhead["step_ms_per_iteration"]
     assert "vs (a)" in r.stdout
