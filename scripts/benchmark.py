@@ -40,12 +40,15 @@ from torch import nn
 from torchvision import datasets
 
 from animegan_ignite.cache import CachedBatches, CachedImages, load_or_build
+from animegan_ignite.config import Config
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.engine import Speed, build_gan, create_trainer
+from animegan_ignite.engine import Speed, build_gan
 from animegan_ignite.evaluation import Evaluator, eval_latents, to_uint8
-from animegan_ignite.history import History
+from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
+from animegan_ignite.rundir import RunDir
+from animegan_ignite.train import build_trainer
 
 FULL_DATASET = 63_565  # images in Kaggle's splcher/animefacedataset
 
@@ -93,18 +96,20 @@ def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.d
 def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
                 epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None
                 ) -> list[float]:
-    """This project's Engine with its handlers (history to a temp folder, snapshots every 500
-    iterations, running averages, NaN guard) on ``loader``, optionally under ignite's
-    ``profiler``. Returns the clock (after a device sync) at each of the ``marks`` events."""
+    """This project's Engine with every handler of a real run (history, snapshots every 500
+    iterations, running averages, NaN guard, checkpoints at the epoch end; no evaluation) on
+    ``loader``, optionally under ignite's ``profiler``. Returns the clock (after a device sync)
+    at each of the ``marks`` events."""
     gan = build_gan(100, 64, 64, 2e-4, 0.5, device)
     if speed.channels_last:
         gan.netG.to(memory_format=torch.channels_last)
         gan.netD.to(memory_format=torch.channels_last)
+    cfg = Config(precision=speed.precision, channels_last=speed.channels_last,
+                 compile=speed.compile, eval_size=0, progress=False)
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        history = History(tmp)
-        trainer = create_trainer(gan, torch.randn(64, 100, 1, 1, device=device), Path(tmp),
-                                 history, snapshot_every=500, progress=False, speed=speed)
+        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)
+        setup_handlers(trainer, ctx)
 
         @trainer.on(marks)
         def mark(_):
@@ -114,7 +119,7 @@ def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
         if profiler is not None:
             profiler.attach(trainer)
         trainer.run(loader, max_epochs=max_epochs, epoch_length=epoch_length)
-        history.close()
+        ctx.history.close()
     return times
 
 

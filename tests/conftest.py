@@ -21,3 +21,10 @@ def shared_faces() -> Path:
     if not (SHARED_FACES / "images").is_dir():
         pytest.skip("needs ../shared/data/anime-faces-64 (the real faces)")
     return SHARED_FACES
+
+
+@pytest.fixture
+def big_dir(tmp_path: Path) -> Path:
+    """320 images: 32-image eval set, 288 train = 9 iterations of 32 per epoch."""
+    write_images(tmp_path / "data", 320)
+    return tmp_path / "data"

@@ -38,3 +38,23 @@ def train_and_dump(local_rank: int, plan, dump_dir: str) -> None:
     for name, net in (("G", gan.netG), ("D", gan.netD)):
         torch.save({k: v.cpu() for k, v in unwrap(net).state_dict().items()},
                    Path(dump_dir) / f"{name}_rank{idist.get_rank()}.pt")
+
+
+def evaluate_with_own_cache(local_rank: int, data_dir: str, out_file: str, cache_root: str) -> None:
+    """The same evaluation with a real-statistics cache folder per rank (as on nodes that do
+    not share a file system); rank 0 writes the result."""
+    torch.manual_seed(0)
+    netG = Generator(nz=16, ngf=8)
+    netG.apply(dcgan_weights_init)
+    real = ImageFiles(find_images(data_dir)[:24], default_transform(64))
+    cache = Path(cache_root) / f"rank{idist.get_rank()}"
+    result = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
+                       torch.device("cpu"), cache_dir=cache, batch_size=12)(netG)
+    if idist.get_rank() == 0:
+        Path(out_file).write_text(json.dumps(result.to_dict()))
+
+
+def train_and_dump_rng(local_rank: int, plan, dump_dir: str) -> None:
+    """Train, then save this rank's final weights and the RNG state it would draw from next."""
+    train_and_dump(local_rank, plan, dump_dir)
+    torch.save(torch.get_rng_state(), Path(dump_dir) / f"rng_rank{idist.get_rank()}.pt")

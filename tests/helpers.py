@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,3 +42,31 @@ def run_cli(module: str, *args: str, timeout: float = 600, cwd: Path | None = No
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+
+
+def checkpoint_names(run_dir: Path) -> list[str]:
+    """The run's regular checkpoint files, oldest first."""
+    from animegan_ignite.rundir import RunDir
+
+    return [p.name for _, p in RunDir(run_dir).regular_checkpoints()]
+
+
+def start_cli(args, module: str = "train") -> subprocess.Popen:
+    """``python -m animegan_ignite.<module> args`` started in the background."""
+    return subprocess.Popen([sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for_iteration(run: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> int:
+    """Poll the run's history until iteration ``n`` is recorded; the process must stay alive."""
+    from animegan_ignite.history import read_history, split_history
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        iters = split_history(read_history(run))[0]
+        if iters and iters[-1]["iteration"] >= n:
+            return iters[-1]["iteration"]
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    raise AssertionError("training did not reach the iteration in time")

@@ -3,8 +3,9 @@
 import math
 
 import ignite.distributed as idist
+import pytest
 import torch
-from dist_helpers import train_and_dump
+from dist_helpers import train_and_dump, train_and_dump_rng
 from helpers import run_cli
 
 from animegan_ignite.config import make_config
@@ -73,3 +74,60 @@ def test_the_same_code_runs_under_torchrun_with_the_kaggle_speed_flags(image_dir
     assert all(math.isfinite(x["loss_d"]) and math.isfinite(x["loss_g"]) for x in iters)
     assert (run / "train.log").read_text().count("epoch 2/2") == 1
     assert len(list((tmp_path / "cache" / "decoded").glob("*.pt"))) == 1
+
+
+def _train_2_procs(argv, dump):
+    plan = make_plan(make_config([*ARGS, "--nproc-per-node", "2", *argv]))
+    dump.mkdir()
+    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
+        parallel.run(train_and_dump_rng, plan, str(dump))
+    return {f.stem: torch.load(f) for f in dump.iterdir()}
+
+
+def test_a_resumed_2_process_run_draws_each_ranks_own_noise_as_if_never_stopped(image_dir, tmp_path):
+    whole = _train_2_procs(["--data-dir", str(image_dir), "--output-dir", str(tmp_path / "a")],
+                           tmp_path / "whole")
+    _train_2_procs(["--data-dir", str(image_dir), "--output-dir", str(tmp_path / "b"),
+                    "--epochs", "1"], tmp_path / "first")
+    resumed = _train_2_procs(["--resume", str(tmp_path / "b"), "--epochs", "2"], tmp_path / "resumed")
+    assert not torch.equal(resumed["rng_rank0"], resumed["rng_rank1"])  # ranks draw different noise
+    for key in ("rng_rank0", "rng_rank1"):
+        assert torch.equal(resumed[key], whole[key]), key
+    for key in ("G_rank0", "D_rank0"):
+        assert all(torch.equal(whole[key][k], resumed[key][k]) for k in whole[key]), key
+    losses = [[r["loss_d"] for r in split_history(read_history(tmp_path / run))[0]] for run in "ab"]
+    assert losses[0] == losses[1]
+
+
+def test_ranks_with_different_cache_folders_agree_on_the_real_statistics(image_dir, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from dist_helpers import evaluate_fixed_generator
+    from helpers import REPO
+
+    single = tmp_path / "single.json"
+    evaluate_fixed_generator(0, str(image_dir), str(single), 12)
+    expected = json.loads(single.read_text())["fid"]
+    script = f"""
+import sys; sys.path.insert(0, {str(REPO / "tests")!r})
+import ignite.distributed as idist
+from dist_helpers import evaluate_with_own_cache
+with idist.Parallel(backend="gloo", nproc_per_node=2) as p:
+    p.run(evaluate_with_own_cache, sys.argv[1], sys.argv[2], sys.argv[3])
+"""
+    caches = tmp_path / "caches"
+
+    def evaluate(name):
+        out = tmp_path / f"{name}.json"
+        r = subprocess.run([sys.executable, "-c", script, str(image_dir), str(out), str(caches)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert json.loads(out.read_text())["fid"] == pytest.approx(expected, rel=1e-9)
+
+    evaluate("none_cached")  # rank 0 writes its folder's cache
+    assert [p.name for p in caches.iterdir()] == ["rank0"]
+    evaluate("rank0_cached")  # rank 1 sees no cache: it follows rank 0's decision
+    (caches / "rank0").rename(caches / "rank1")
+    evaluate("rank1_cached")  # rank 0 sees none: every rank computes

@@ -18,7 +18,7 @@ import torch
 from helpers import TINY, run_cli, write_images
 from PIL import Image
 
-from animegan_ignite.checkpoint import list_checkpoints, load_checkpoint, load_generator
+from animegan_ignite.checkpoint import load_checkpoint, load_generator, resolve_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
     r = run_cli("generate", "--checkpoint", run_dir, "--export", "torchscript", "--output",
                 tmp_path / "g.pt")
     assert r.returncode == 0, r.stderr
-    netG = load_generator(load_checkpoint(list_checkpoints(run_dir)[-1]))
+    netG = load_generator(load_checkpoint(resolve_checkpoint(run_dir)))
     z = torch.randn(3, netG.nz, 1, 1)
     scripted = torch.jit.load(str(tmp_path / "g.pt"))
     with torch.no_grad():

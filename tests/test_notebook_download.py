@@ -13,17 +13,19 @@ from PIL import Image
 
 from animegan_ignite.data import make_split
 from animegan_ignite.download import DONE_MARKER, export_image_split
+from animegan_ignite.history import read_history, split_history
 
 NOTEBOOK = REPO / "notebooks" / "kaggle_dual_t4.ipynb"
 
 
-def test_kaggle_notebook_executes_top_to_bottom_on_cpu(tmp_path):
+def _execute_notebook(folder, output_dir, epochs, resume_from=None):
+    """Run the notebook top to bottom with the parameters cell's values overridden."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     params = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
     overrides = f'''
 DATA_DIR = None
-OUTPUT_DIR = {str(tmp_path / "run")!r}
-EPOCHS = 1
+OUTPUT_DIR = {str(output_dir)!r}
+EPOCHS = {epochs}
 BATCH_SIZE = 8
 BACKEND = "gloo"
 NPROC = 2
@@ -31,15 +33,31 @@ EXTRA_ARGS = ["--ngf", "8", "--ndf", "8", "--synthetic-size", "96", "--eval-size
               "--inception-weights", "pool3", "--num-workers", "0", "--snapshot-every", "3"]
 INSTALL_FROM = None
 REFRESH_SECONDS = 1
+RESUME_FROM = {str(resume_from) if resume_from else None!r}
 '''
     nb.cells.insert(params + 1, nbformat.v4.new_code_cell(overrides))  # as papermill does
     NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises on error
+                   resources={"metadata": {"path": str(folder)}}).execute()  # raises on error
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs)  # plots and faces shown inline
-    assert (tmp_path / "new_faces.png").exists()
-    assert (tmp_path / "run" / "plots" / "summary.png").exists()
+
+
+def test_kaggle_notebook_runs_on_cpu_and_a_second_session_continues_the_run(tmp_path):
+    first, second = tmp_path / "session1" / "run", tmp_path / "session2" / "run"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    _execute_notebook(first.parent, first, epochs=1)
+    assert (first.parent / "new_faces.png").exists()
+    assert (first / "plots" / "summary.png").exists()
+    before = read_history(first)
+    # The next session: the first one's output added as (read-only) input, two epochs asked for.
+    _execute_notebook(second.parent, second, epochs=2, resume_from=first)
+    iters, epochs = split_history(read_history(second))
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert [r["iteration"] for r in iters] == list(range(1, iters[-1]["iteration"] + 1))
+    assert read_history(second)[:len(before)] == before and read_history(first) == before
+    assert "resumed at epoch 1," in (second.parent / "train_stdout.log").read_text()
 
 
 def test_download_kaggle_without_the_extra_is_a_one_line_error(tmp_path):

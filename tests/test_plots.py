@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO, TINY, run_cli
 from PIL import Image
 
-from animegan_ignite.history import HISTORY_FILE, read_history
+from animegan_ignite.history import read_history
 from animegan_ignite.plots import export_plots
 
 FIGURES = ["losses.png", "d_outputs.png", "metrics.png", "real_vs_fake.png", "summary.png"]
@@ -56,7 +56,7 @@ def test_a_run_with_no_metrics_still_gets_its_loss_plots(finished_run, tmp_path)
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     records = [r for r in read_history(run) if r["kind"] == "iteration"]  # as if mid-epoch 1
-    (run / HISTORY_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     shutil.rmtree(run / "plots")
     report = export_plots(run)
     names = {p.name for p in report.written}

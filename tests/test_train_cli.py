@@ -2,23 +2,16 @@
 reproducibility, resume after SIGKILL and Ctrl-C, and every bad input."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 
-import pytest
 import torch
-from helpers import NO_EVAL, TINY, run_cli, write_images
+from helpers import NO_EVAL, TINY, checkpoint_names, run_cli, start_cli, wait_for_iteration
 
-from animegan_ignite.checkpoint import list_checkpoints
 from animegan_ignite.history import read_history, split_history
 
 
 def _losses(run_dir):
-    iters, _ = split_history(read_history(run_dir))
-    return iters
+    return split_history(read_history(run_dir))[0]
 
 
 def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
@@ -31,7 +24,7 @@ def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
     iters, epochs = split_history(read_history(run))
     assert [x["iteration"] for x in iters] == list(range(1, 27))  # 104 train images / 8
     assert [e["epoch"] for e in epochs] == [1, 2] and all(e["train_seconds"] > 0 for e in epochs)
-    assert [p.name for p in list_checkpoints(run)] == ["checkpoint_13.pt", "checkpoint_26.pt"]
+    assert checkpoint_names(run) == ["checkpoint_13.pt", "checkpoint_26.pt"]
     assert torch.load(run / "fixed_noise.pt").shape == (64, 100, 1, 1)
     assert sorted(p.name for p in (run / "snapshots").iterdir())[:2] == [
         "final.png", "iter_0000005.png"]
@@ -49,43 +42,19 @@ def test_same_seed_gives_identical_first_losses(image_dir, tmp_path):
     assert c.returncode == 0 and _losses(tmp_path / "c")[:5] != a
 
 
-def _start(args):
-    return subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-
-
-def _wait_for_iteration(run, n, proc, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        iters = _losses(run) if (run / "history.jsonl").exists() else []
-        if iters and iters[-1]["iteration"] >= n:
-            return iters[-1]["iteration"]
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError("training did not reach the iteration in time")
-
-
-@pytest.fixture
-def big_dir(tmp_path):
-    """320 images: 32-image eval set, 288 train = 9 iterations of 32 per epoch."""
-    write_images(tmp_path / "data", 320)
-    return tmp_path / "data"
-
-
 SLOWER = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0",
           "--no-progress", "--eval-size", "32", *NO_EVAL]
 
 
 def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_dir, tmp_path):
     run = tmp_path / "run"
-    proc = _start(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3", *SLOWER])
-    _wait_for_iteration(run, 12, proc)  # inside epoch 2, after epoch 1's checkpoint
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3", *SLOWER])
+    wait_for_iteration(run, 12, proc)  # inside epoch 2, after epoch 1's checkpoint
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = _losses(run)[-1]["iteration"]
     assert 9 < killed_at < 27 and killed_at % 9 != 0, "the kill must land mid-epoch"
-    latest = list_checkpoints(run)[-1].name
+    latest = checkpoint_names(run)[-1]
     assert latest in ("checkpoint_9.pt", "checkpoint_18.pt")
 
     r = run_cli("train", "--resume", run, "--no-progress")
@@ -93,21 +62,20 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_di
     iters, epochs = split_history(read_history(run))
     assert [x["iteration"] for x in iters] == list(range(1, 28))
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
-    assert list_checkpoints(run)[-1].name == "checkpoint_27.pt"
+    assert checkpoint_names(run)[-1] == "checkpoint_27.pt"
     resumed_from = int(latest.split("_")[1].split(".")[0])
     assert f"resumed at epoch {resumed_from // 9}, iteration {resumed_from}" in r.stderr
 
 
 def test_ctrl_c_saves_a_checkpoint_and_plots_then_resume_continues_there(big_dir, tmp_path):
     run = tmp_path / "run"
-    proc = _start(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
-    _wait_for_iteration(run, 4, proc)
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
+    wait_for_iteration(run, 4, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert f"--resume {run}" in err
-    saved = list_checkpoints(run)[-1]
-    stopped_at = int(saved.stem.split("_")[1])
+    stopped_at = int(checkpoint_names(run)[-1].split("_")[1].split(".")[0])
     assert 4 <= stopped_at < 9  # the interrupted iteration, not an epoch end
     assert (run / "plots" / "losses.png").exists()
 
@@ -149,7 +117,7 @@ def test_truncated_or_foreign_checkpoint_is_refused_and_left_intact(image_dir, t
     run = tmp_path / "run"
     assert run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
                    "--eval-size", "16", *TINY, *NO_EVAL).returncode == 0
-    ckpt = list_checkpoints(run)[-1]
+    ckpt = run / "checkpoints" / checkpoint_names(run)[-1]
     data = ckpt.read_bytes()
     broken = run / "checkpoints" / "checkpoint_99.pt"
     broken.write_bytes(data[: len(data) // 3])

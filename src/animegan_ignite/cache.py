@@ -12,23 +12,29 @@ values (a test compares them).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import BatchSampler, Dataset, DistributedSampler
-from torchvision import transforms
 
-from .data import decode_all, load_rgb
+from .images import decode_all, decode_uint8
+from .rundir import atomic_write, write_json_atomic
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """Where the caches live: ``$ANIMEGAN_CACHE``, else ``$XDG_CACHE_HOME/animegan-ignite``,
+    else ``~/.cache/animegan-ignite``."""
+    if "ANIMEGAN_CACHE" in os.environ:
+        return Path(os.environ["ANIMEGAN_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "animegan-ignite"
 
 
 def fingerprint(files: Sequence[Path], image_size: int) -> str:
@@ -38,13 +44,6 @@ def fingerprint(files: Sequence[Path], image_size: int) -> str:
         st = os.stat(f)
         h.update(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
-
-
-def decode_uint8(path: Path, image_size: int) -> torch.Tensor:
-    """One image as the decode path sees it, before ToTensor: (3, S, S) uint8."""
-    tf = transforms.Compose([transforms.Resize(image_size), transforms.CenterCrop(image_size)])
-    img: Image.Image = tf(load_rgb(path))
-    return torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).contiguous()
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
@@ -70,11 +69,10 @@ def load_or_build(files: Sequence[Path], image_size: int, cache_dir: Path,
     images, good = decode_all(files, partial(decode_uint8, image_size=image_size), placeholder,
                               num_workers, progress, desc="decoding images into the cache (once)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # torchrun's ranks may all build it at once
-    torch.save({"images": images, "files": [str(f) for f in good]}, tmp)
-    os.replace(tmp, path)
-    (path.parent / f"{key}.json").write_text(
-        json.dumps({"images": len(good), "skipped": len(files) - len(good)}))
+    # Temporary names are per process: torchrun's ranks may all build the cache at once.
+    atomic_write(path, lambda f: torch.save({"images": images, "files": [str(f) for f in good]}, f))
+    write_json_atomic(path.parent / f"{key}.json",
+                      {"images": len(good), "skipped": len(files) - len(good)})
     return images, good
 
 

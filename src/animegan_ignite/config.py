@@ -12,12 +12,13 @@ import dataclasses
 import importlib.util
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .cli import OneLineErrorParser, UserError
 from .rundir import read_run_config
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,7 +30,7 @@ def tensorboard_available() -> bool:
     return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A setting is invalid; the message says which and how to fix it."""
 
 
@@ -68,7 +69,6 @@ class Config:
     nproc_per_node: int = 1
     sync_bn: bool = False
     progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def synthetic(self) -> bool:
@@ -143,13 +143,6 @@ DEMO_OVERRIDES: dict[str, Any] = {
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr and exit status 2 (no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"error: {message} (see --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,18 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset, DistributedSampler
 from torchvision import transforms
-from tqdm import tqdm
 
+from .cache import CachedBatches, CachedImages, load_or_build
+from .cli import UserError
+from .images import decode_all, load_rgb
 from .synthetic import SyntheticFaces
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 logger = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The data set cannot be used; the message says why and how to fix it."""
 
 
@@ -36,18 +37,6 @@ def default_transform(image_size: int = 64) -> Callable:
         transforms.ToTensor(),
         transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     ])
-
-
-def load_rgb(path: Path) -> Image.Image:
-    """Open and fully decode an image as RGB (grayscale, palette, RGBA and CMYK converted).
-
-    Raises ``OSError`` (or a subclass) for a missing, truncated or undecodable file.
-    """
-    with Image.open(path) as im:
-        im.load()
-        if im.mode == "P" and "transparency" in im.info:
-            im = im.convert("RGBA")  # palette transparency must go through RGBA first
-        return im.convert("RGB")
 
 
 def find_images(root: str | Path) -> list[Path]:
@@ -63,52 +52,6 @@ def find_images(root: str | Path) -> list[Path]:
         raise DataError(f"--data-dir {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found "
                         "in it or its subfolders")
     return files
-
-
-UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class _DecodeEach(Dataset):
-    """``decode(file)`` of each file as ``(tensor, True)``, or ``(placeholder, False)`` when the
-    file cannot be read, so that one bad file never stops a DataLoader worker."""
-
-    def __init__(self, files: Sequence[Path], decode: Callable[[Path], torch.Tensor],
-                 placeholder: torch.Tensor) -> None:
-        self.files, self.decode, self.placeholder = files, decode, placeholder
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
-        try:
-            return self.decode(self.files[index]), True
-        except UNREADABLE:
-            return self.placeholder, False
-
-
-def decode_all(files: Sequence[Path], decode: Callable[[Path], torch.Tensor],
-               placeholder: torch.Tensor, num_workers: int = 0, progress: bool = False,
-               desc: str = "decoding images") -> tuple[torch.Tensor, list[Path]]:
-    """``decode`` every file, in ``num_workers`` DataLoader worker processes (decoding is
-    CPU-bound Python, so threads do not help; batches of 256 come back as one tensor each).
-    Returns the stacked results of the readable files and those files; the unreadable ones are
-    skipped with one warning. ``decode`` must be picklable (a module-level function or a
-    ``functools.partial`` of one) for platforms that spawn workers."""
-    loader = torch.utils.data.DataLoader(_DecodeEach(files, decode, placeholder), batch_size=256,
-                                         num_workers=num_workers)
-    chunks, ok = [], []
-    with tqdm(total=len(files), desc=desc, disable=not progress, leave=False) as bar:
-        for values, readable in loader:
-            chunks.append(values[readable])
-            ok += readable.tolist()
-            bar.update(len(readable))
-    good = [f for f, keep in zip(files, ok, strict=True) if keep]
-    bad = [f for f, keep in zip(files, ok, strict=True) if not keep]
-    if bad:
-        names = ", ".join(p.name for p in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        logger.warning("skipping %d unreadable image file(s) of %d: %s", len(bad), len(files),
-                       names)
-    return torch.cat(chunks) if chunks else placeholder[None][:0], good
 
 
 def _check_readable(path: Path) -> torch.Tensor:
@@ -164,8 +107,6 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
         full = SyntheticFaces(synthetic_size, seed=seed, image_size=image_size, transform=tf)
         source = f"synthetic demo faces ({synthetic_size})"
     elif cache_dir is not None:
-        from .cache import CachedImages, load_or_build
-
         full = CachedImages(*load_or_build(find_images(data_dir), image_size, cache_dir, progress,
                                            num_workers))
         source = f"{data_dir} ({len(full)} images, decoded-image cache)"
@@ -191,8 +132,6 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
     """A shuffling loader whose order depends only on (seed, epoch): call
     ``loader.sampler.set_epoch(e)`` at each epoch start. ``batch_size`` is per process.
     A subset of cached images gets batches gathered on ``device`` instead of a DataLoader."""
-    from .cache import CachedBatches, CachedImages
-
     if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, CachedImages):
         images = dataset.dataset.images.to(device or "cpu")
         return CachedBatches(images, dataset.indices, batch_size, seed, world_size, rank)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .evaluation import default_cache_dir
+from .cache import default_cache_dir
+from .cli import UserError
 
 KAGGLE_DATASET = "splcher/animefacedataset"
 DONE_MARKER = ".complete"
 
 
-class DownloadError(ValueError):
+class DownloadError(UserError):
     """The data set could not be fetched; the message says why and what to do instead."""
 
 

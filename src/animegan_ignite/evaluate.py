@@ -13,21 +13,13 @@ import logging
 import sys
 from pathlib import Path
 
-from .checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    load_generator,
-    resolve_checkpoint,
-    run_dir_of,
-)
-from .config import ConfigError, OneLineErrorParser
-from .data import DataError, make_split
-from .evaluation import Evaluator, default_cache_dir, eval_latents
-from .inception import BackboneError, load_backbone
-from .rundir import CONFIG_FILE
-from .train import resolve_device
-
-USER_ERRORS = (ConfigError, DataError, CheckpointError, BackboneError)
+from .cache import default_cache_dir
+from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
+from .cli import OneLineErrorParser, UserError, resolve_device, run_command
+from .data import make_split
+from .evaluation import Evaluator, eval_latents
+from .inception import load_backbone
+from .rundir import RunDir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,30 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_settings(path: Path, args: argparse.Namespace) -> dict:
     """The run's own settings (if its config.json is there), overridden by the flags given."""
-    cfg_file = run_dir_of(path) / CONFIG_FILE
+    cfg_file = RunDir.of_checkpoint(path).config
     run = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     settings = {"data_dir": run.get("data_dir"), "eval_size": run.get("eval_size", 3000),
                 "seed": run.get("seed", 999), "synthetic_size": run.get("synthetic_size", 4000)}
     settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
     if settings["eval_size"] < 10:
-        raise ConfigError(f"--eval-size must be >= 10, got {settings['eval_size']}")
+        raise UserError(f"--eval-size must be >= 10, got {settings['eval_size']}")
     return settings
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     args = build_parser().parse_args(argv)
-    try:
-        device = resolve_device(args.device)
-        path = resolve_checkpoint(args.checkpoint)
-        checkpoint = load_checkpoint(path)
-        s = _run_settings(path, args)
-        split = make_split(s["data_dir"], s["eval_size"], 1, s["seed"], s["synthetic_size"])
-        netG = load_generator(checkpoint, device)
-        choice = load_backbone(args.inception_weights, device)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: evaluate(args))
+
+
+def evaluate(args: argparse.Namespace) -> None:
+    device = resolve_device(args.device)
+    path = resolve_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(path)
+    s = _run_settings(path, args)
+    split = make_split(s["data_dir"], s["eval_size"], 1, s["seed"], s["synthetic_size"])
+    netG = load_generator(checkpoint, device)
+    choice = load_backbone(args.inception_weights, device)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     latents = eval_latents(s["eval_size"], netG.nz, s["seed"])
     result = Evaluator(choice, split.eval, latents, device, cache, batch_size=args.batch_size,
@@ -83,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
                    else result.is_unavailable)
         print(f"{path}: FID {result.fid:.3f} ({result.num_generated} generated vs "
               f"{result.num_real} real; {result.fid_backbone})\nIS {is_text}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,15 @@ from typing import Any
 import ignite.distributed as idist
 import numpy as np
 import torch
+from ignite.handlers import Timer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .inception import NUM_CLASSES, NUM_FEATURES, Backbone, BackboneChoice
 from .metrics import FeatureStats, fid_from_stats, inception_score
-from .models import unwrap
+from .models import eval_mode
+from .rundir import atomic_write
 
 logger = logging.getLogger(__name__)
 RESIZE_RULE = "tf1-bilinear-299"
@@ -56,14 +57,6 @@ class EvalResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def default_cache_dir() -> Path:
-    """``$ANIMEGAN_CACHE``, else ``$XDG_CACHE_HOME/animegan-ignite``, else ``~/.cache/...``."""
-    if "ANIMEGAN_CACHE" in os.environ:
-        return Path(os.environ["ANIMEGAN_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "animegan-ignite"
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -139,24 +132,53 @@ class RealStats:
                         cache_dir: Path | None, image_size: int = 64, batch_size: int = 100,
                         progress: bool = False) -> RealStats:
         """From the cache when it holds this exact subset and backbone; else embed the images
-        (each exactly once, spread over the processes) and write the cache (rank 0)."""
+        (each exactly once, spread over the processes) and write the cache (rank 0). Rank 0
+        decides and the others follow, whether or not they see the same cache folder: ranks
+        that decided differently would wait for each other for ever."""
         path = None
         if cache_dir is not None:
             path = Path(cache_dir) / "real_stats" / f"{cls.cache_key(dataset, backbone, image_size)}.npz"
-            if path.is_file():
-                try:
-                    with np.load(path) as z:
-                        return cls(z["mu"], z["sigma"], int(z["n"]))
-                except (OSError, ValueError, KeyError):
-                    logger.warning("ignoring a damaged real-statistics cache file %s", path)
+        cached = cls._read(path) if path is not None and idist.get_rank() == 0 else None
+        if idist.get_world_size() > 1:
+            cached = _broadcast_stats(cached)
+        if cached is not None:
+            return cached
         stats = _embed_real(dataset, backbone, device, batch_size, progress)
         mu, sigma = stats.mean_cov()
         if path is not None and idist.get_rank() == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # runs may share the cache
-            np.savez(tmp, mu=mu, sigma=sigma, n=stats.n)
-            os.replace(tmp, path)
+            atomic_write(path, lambda f: np.savez(f, mu=mu, sigma=sigma, n=stats.n))
         return cls(mu, sigma, stats.n)
+
+    @classmethod
+    def _read(cls, path: Path) -> RealStats | None:
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path) as z:
+                return cls(z["mu"], z["sigma"], int(z["n"]))
+        except (OSError, ValueError, KeyError):
+            logger.warning("ignoring a damaged real-statistics cache file %s", path)
+            return None
+
+
+def _broadcast_stats(stats: RealStats | None) -> RealStats | None:
+    """Rank 0's statistics (or its "not cached") on every rank."""
+    device = idist.device()
+    found = int(idist.broadcast(torch.tensor(int(stats is not None), device=device), src=0))
+    if not found:
+        return None
+    is_src = idist.get_rank() == 0
+
+    def send(x: np.ndarray | float, shape: tuple[int, ...]) -> torch.Tensor:
+        t = torch.as_tensor(x, dtype=torch.float64).to(device) if is_src else torch.empty(
+            shape, dtype=torch.float64, device=device)
+        return idist.broadcast(t, src=0).cpu()
+
+    mu = send(stats.mu if is_src else 0.0, (NUM_FEATURES,))
+    sigma = send(stats.sigma if is_src else 0.0, (NUM_FEATURES, NUM_FEATURES))
+    n = send(float(stats.n) if is_src else 0.0, ())
+    return RealStats(mu.numpy(), sigma.numpy(), int(n.item()))
 
 
 def _embed_real(dataset: Dataset, backbone: Backbone, device: torch.device, batch_size: int,
@@ -198,7 +220,7 @@ class Evaluator:
 
     @torch.no_grad()
     def __call__(self, netG: nn.Module) -> EvalResult:
-        start, seen = time.perf_counter(), self.backbone.images_seen
+        timer, seen = Timer(), self.backbone.images_seen
         real = self.real
         n, world = self.latents.shape[0], idist.get_world_size()
         stats, logits = self._embed_generated(netG, rank_block(n, idist.get_rank(), world))
@@ -209,7 +231,7 @@ class Evaluator:
             is_mean, is_std = inception_score(_all_gather_rows(logits, counts).cpu(), self.splits)
         return EvalResult(
             fid=fid_from_stats(mu, sigma, real.mu, real.sigma), is_mean=is_mean, is_std=is_std,
-            num_generated=n, num_real=real.n, eval_seconds=round(time.perf_counter() - start, 3),
+            num_generated=n, num_real=real.n, eval_seconds=round(timer.value(), 3),
             inception_images=_sum_over_ranks(self.backbone.images_seen - seen),
             fid_backbone=self.backbone.name,
             is_backbone=self.backbone.name if self.backbone.has_logits else None,
@@ -218,22 +240,17 @@ class Evaluator:
     def _embed_generated(self, netG: nn.Module, block: range) -> tuple[FeatureStats, torch.Tensor]:
         """Generate this process's block of images in batches (G in eval mode) and embed each
         image once: features into running statistics, logits kept for IS."""
-        netG = unwrap(netG)
         stats = FeatureStats.empty(NUM_FEATURES, self.device)
         logits = [torch.zeros(0, NUM_CLASSES, dtype=torch.float64, device=self.device)]
-        was_training = netG.training
-        netG.eval()
-        try:
+        with eval_mode(netG) as g:
             for i in tqdm(range(block.start, block.stop, self.batch_size), leave=False,
                           desc="evaluating FID/IS",
                           disable=not (self.progress and idist.get_rank() == 0)):
                 z = self.latents[i:min(i + self.batch_size, block.stop)].to(self.device)
-                features, batch_logits = self.backbone.embed(to_uint8(netG(z)))
+                features, batch_logits = self.backbone.embed(to_uint8(g(z)))
                 stats.update(features)
                 if batch_logits is not None:
                     logits.append(batch_logits.double())
-        finally:
-            netG.train(was_training)
         return stats, torch.cat(logits)
 
 

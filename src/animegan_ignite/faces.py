@@ -11,6 +11,8 @@ from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
 
+from .models import sample
+
 MAX_FACES = 256
 
 
@@ -40,12 +42,9 @@ def walk(netG: nn.Module, seed_a: int, seed_b: int, steps: int) -> list[Image.Im
     return [to_pil(x) for x in render(netG, z)]
 
 
-@torch.no_grad()
 def render(netG: nn.Module, z: torch.Tensor) -> torch.Tensor:
     """G(z) in eval mode (each face depends only on its latent), on the CPU, in [0, 1]."""
-    device = next(netG.parameters()).device
-    netG.eval()
-    return ((netG(z.to(device)).float().cpu() + 1) / 2).clamp(0, 1)
+    return ((sample(netG, z) + 1) / 2).clamp(0, 1)
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:

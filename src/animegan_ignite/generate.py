@@ -17,10 +17,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, load_generator
-from .config import ConfigError, OneLineErrorParser
+from .checkpoint import load_checkpoint, load_generator
+from .cli import OneLineErrorParser, UserError, resolve_device, run_command
 from .faces import MAX_FACES, grid, latents, render, save_gif, to_pil, walk
-from .train import resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> None:
     if not (args.grid or args.out_dir or args.interpolate or args.export):
-        raise ConfigError("nothing to do: give --grid, --out-dir, --interpolate or --export")
+        raise UserError("nothing to do: give --grid, --out-dir, --interpolate or --export")
     if not 1 <= args.num <= MAX_FACES:
-        raise ConfigError(f"--num must be in 1..{MAX_FACES}, got {args.num}")
+        raise UserError(f"--num must be in 1..{MAX_FACES}, got {args.num}")
     if args.interpolate is not None and (args.interpolate < 2 or not args.gif):
-        raise ConfigError("--interpolate STEPS needs STEPS >= 2 and --gif OUT.gif")
+        raise UserError("--interpolate STEPS needs STEPS >= 2 and --gif OUT.gif")
     if args.export and not args.output:
-        raise ConfigError("--export needs --output FILE")
+        raise UserError("--export needs --output FILE")
 
 
 def export(netG: torch.nn.Module, kind: str, path: Path) -> None:
@@ -64,7 +63,7 @@ def export(netG: torch.nn.Module, kind: str, path: Path) -> None:
     try:
         import onnx  # noqa: F401  (torch.onnx needs it to write the file)
     except ImportError as e:
-        raise ConfigError("--export onnx needs the onnx package: pip install onnx") from e
+        raise UserError("--export onnx needs the onnx package: pip install onnx") from e
     with warnings.catch_warnings():
         # The TorchScript-based exporter is deprecated but needs no onnxscript; the model is a
         # plain conv stack, which it exports exactly.
@@ -75,32 +74,31 @@ def export(netG: torch.nn.Module, kind: str, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        _check(args)
-        device = resolve_device(args.device)
-        netG = load_generator(load_checkpoint(args.checkpoint), device)
-        if args.grid or args.out_dir:
-            faces = render(netG, latents(args.num, netG.nz, args.seed))
-            if args.grid:
-                Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-                grid(faces).save(args.grid)
-                print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
-            if args.out_dir:
-                out = Path(args.out_dir)
-                out.mkdir(parents=True, exist_ok=True)
-                for i, face in enumerate(faces):
-                    to_pil(face).save(out / f"face_{args.seed}_{i:04d}.png")
-                print(f"wrote {args.num} faces to {out}")
-        if args.interpolate:
-            save_gif(walk(netG, args.seed, args.seed + 1, args.interpolate), args.gif)
-            print(f"wrote {args.gif} ({args.interpolate} frames, seed {args.seed} -> {args.seed + 1})")
-        if args.export:
-            export(netG, args.export, Path(args.output))
-            print(f"wrote {args.output} ({args.export})")
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: generate(args))
+
+
+def generate(args: argparse.Namespace) -> None:
+    _check(args)
+    device = resolve_device(args.device)
+    netG = load_generator(load_checkpoint(args.checkpoint), device)
+    if args.grid or args.out_dir:
+        faces = render(netG, latents(args.num, netG.nz, args.seed))
+        if args.grid:
+            Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
+            grid(faces).save(args.grid)
+            print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
+        if args.out_dir:
+            out = Path(args.out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for i, face in enumerate(faces):
+                to_pil(face).save(out / f"face_{args.seed}_{i:04d}.png")
+            print(f"wrote {args.num} faces to {out}")
+    if args.interpolate:
+        save_gif(walk(netG, args.seed, args.seed + 1, args.interpolate), args.gif)
+        print(f"wrote {args.gif} ({args.interpolate} frames, seed {args.seed} -> {args.seed + 1})")
+    if args.export:
+        export(netG, args.export, Path(args.output))
+        print(f"wrote {args.output} ({args.export})")
 
 
 if __name__ == "__main__":

@@ -14,16 +14,15 @@ short, and :func:`read_history` skips it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-HISTORY_FILE = "history.jsonl"
+from .rundir import RunDir, write_text_atomic
 
 
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """All complete records of a run's history, in order (an absent file gives [])."""
-    path = Path(run_dir) / HISTORY_FILE
+    path = RunDir(run_dir).history
     if not path.exists():
         return []
     records = []
@@ -45,19 +44,36 @@ class History:
     """Appends records to ``RUN_DIR/history.jsonl``. Only the writing process creates one."""
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / HISTORY_FILE
+        self.run_dir = Path(run_dir)
+        self.path = RunDir(run_dir).history
         self._file = None
+
+    def records(self) -> list[dict[str, Any]]:
+        return read_history(self.run_dir)
+
+    def epochs_recorded(self) -> set[int]:
+        return {r["epoch"] for r in self.records() if r.get("kind") == "epoch"}
+
+    def epoch_losses(self, epoch: int) -> dict[str, float]:
+        """Mean loss_d and loss_g over the epoch's iteration records (the whole epoch, also
+        when it was resumed partway)."""
+        iters = [r for r in self.records() if r.get("kind") == "iteration" and r["epoch"] == epoch]
+        return {k: sum(r[k] for r in iters) / max(len(iters), 1) for k in ("loss_d", "loss_g")}
+
+    def fids(self) -> dict[int, float]:
+        """iteration -> FID of every evaluated epoch."""
+        return {r["iteration"]: r["fid"] for r in self.records()
+                if r.get("kind") == "epoch" and r.get("fid") is not None}
 
     def truncate_after(self, iteration: int) -> None:
         """Keep only records up to ``iteration``: what a resumed run will redo is dropped, so
         the history stays continuous. Rewritten atomically."""
-        kept = [r for r in read_history(self.path.parent) if r.get("iteration", 0) <= iteration]
-        tmp = self.path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        kept = [r for r in self.records() if r.get("iteration", 0) <= iteration]
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:
         if self._file is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a")
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
+from .cli import UserError
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -39,7 +41,7 @@ IS_FIX = (f"for the Inception Score, download {WEIGHTS_URL} on a networked machi
           "--inception-weights PATH (or let it download once into the torch hub cache)")
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError):
     """The requested Inception weights cannot be loaded."""
 
 

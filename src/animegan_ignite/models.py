@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+from collections.abc import Iterator
 
 import torch
 import torchsummary
@@ -80,6 +81,27 @@ def dcgan_weights_init(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The plain module (unwrapped from DDP) in eval mode under ``torch.no_grad()``, put back in
+    its previous mode afterwards. For G, eval mode means BatchNorm's running statistics: each
+    image depends only on its own latent, not on its batch-mates."""
+    model = unwrap(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+def sample(netG: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """G(z) in eval mode, on the CPU, as float32 in [-1, 1]."""
+    with eval_mode(netG) as g:
+        return g(z.to(next(g.parameters()).device)).float().cpu()
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -12,26 +12,22 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint, load_generator
+from .checkpoint import CheckpointError, load_checkpoint, load_generator
 from .history import read_history, split_history
-from .rundir import is_run_dir
+from .models import sample
+from .rundir import RunDir, atomic_write
 
-PLOT_DIR = "plots"
-REAL_SAMPLES = "real_samples.png"
-SNAPSHOT_NAME = re.compile(r"iter_(\d+)\.png")
 logger = logging.getLogger(__name__)
 
 
@@ -128,18 +124,17 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def latest_fakes(run_dir: Path) -> tuple[np.ndarray, int] | None:
+def latest_fakes(run: RunDir) -> tuple[np.ndarray, int] | None:
     """64 faces from the latest checkpoint's G on the run's fixed noise, as an image grid, and
     the checkpoint's iteration; None when the run has no readable checkpoint yet."""
-    found = list_checkpoints(run_dir)
+    found = run.regular_checkpoints()
     if not found:
         return None
     try:
-        ckpt = load_checkpoint(found[-1])
+        ckpt = load_checkpoint(found[-1][1])
     except CheckpointError:
         return None
-    with torch.no_grad():
-        images = load_generator(ckpt)(ckpt["run_state"]["fixed_noise"])
+    images = sample(load_generator(ckpt), ckpt["run_state"]["fixed_noise"])
     grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1), padding=2)
     return grid.permute(1, 2, 0).numpy(), int(ckpt["trainer"]["iteration"])
 
@@ -148,13 +143,6 @@ def draw_image(ax, image: np.ndarray, title: str) -> None:
     ax.imshow(image)
     ax.set_title(title)
     ax.axis("off")
-
-
-def snapshot_files(run_dir: Path) -> list[tuple[int, Path]]:
-    """The fixed-noise snapshots as (iteration, file), in training order."""
-    found = [(int(m.group(1)), p) for p in (run_dir / "snapshots").glob("iter_*.png")
-             if (m := SNAPSHOT_NAME.fullmatch(p.name))]
-    return sorted(found)
 
 
 def write_gif(snapshots: list[tuple[int, Path]], path: Path, frame_ms: int = 400) -> None:
@@ -168,8 +156,9 @@ def write_gif(snapshots: list[tuple[int, Path]], path: Path, frame_ms: int = 400
         ImageDraw.Draw(canvas).text((6, 4), f"iteration {iteration}", fill="black")
         frames.append(canvas)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0,
-                   optimize=False)
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True,
+                                                append_images=frames[1:], duration=frame_ms,
+                                                loop=0, optimize=False))
 
 
 def _figure(path: Path, draw, size=(9, 4.5)) -> Path:
@@ -183,7 +172,7 @@ def _figure(path: Path, draw, size=(9, 4.5)) -> Path:
 def _save(fig, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
 def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
@@ -208,9 +197,9 @@ def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
 
 def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> PlotReport:
     """Draw every figure the run's files allow; report what was written and what is missing."""
-    run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir else run_dir / PLOT_DIR
-    iters, epochs = split_history(read_history(run_dir))
+    run = RunDir(run_dir)
+    out = Path(out_dir) if out_dir else run.plots
+    iters, epochs = split_history(read_history(run.root))
     report = PlotReport()
     if iters:
         report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs)))
@@ -227,9 +216,9 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
         report.written.append(out / "metrics.png")
     else:
         report.missing.append("FID/IS: no evaluated epoch yet (evaluation runs at epoch ends)")
-    real = np.asarray(Image.open(run_dir / REAL_SAMPLES).convert("RGB")) if (
-        run_dir / REAL_SAMPLES).is_file() else None
-    fakes = latest_fakes(run_dir)
+    real = np.asarray(Image.open(run.real_samples).convert("RGB")) if (
+        run.real_samples.is_file()) else None
+    fakes = latest_fakes(run)
     if real is not None and fakes is not None:
         fig = Figure(figsize=(12, 6.3))
         a1, a2 = fig.subplots(1, 2)
@@ -239,8 +228,8 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
         report.written.append(out / "real_vs_fake.png")
     else:
         report.missing.append("real vs fake: " + ("no checkpoint yet" if fakes is None
-                                                  else f"no {REAL_SAMPLES}"))
-    snapshots = snapshot_files(run_dir)
+                                                  else f"no {run.real_samples.name}"))
+    snapshots = run.snapshot_files()
     if snapshots:
         write_gif(snapshots, out / "training.gif")
         report.written.append(out / "training.gif")
@@ -258,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="a run directory (holds config.json / history.jsonl)")
     p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
     args = p.parse_args(argv)
-    if not Path(args.run_dir).is_dir() or not is_run_dir(args.run_dir):
+    if not Path(args.run_dir).is_dir() or not RunDir(args.run_dir).is_run():
         print(f"error: {args.run_dir} is not a run directory (no config.json, history.jsonl or "
               "checkpoints/)", file=sys.stderr)
         return 2

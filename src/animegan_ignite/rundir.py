@@ -1,4 +1,5 @@
-"""The run directory: where a run writes everything, and the checks that keep runs apart.
+"""The run directory: every file name of a run, the one atomic-write helper that every writer
+uses, and the checks that keep runs apart.
 
 Layout (documented in the README)::
 
@@ -9,8 +10,9 @@ Layout (documented in the README)::
       model_summary.txt  torchsummary's tables of G and D
       history.jsonl      per-iteration and per-epoch records (see history.py)
       train.log          the console log
-      checkpoints/       checkpoint_<iteration>.pt (latest two), best_*.pt once FID is computed
-      snapshots/         iter_<iteration>.png, 8x8 grids of G(fixed_noise)
+      checkpoints/       checkpoint_<iteration>.pt (latest two), best_checkpoint_<iteration>.pt
+        superseded/      checkpoints after the point a run was resumed from (kept, not used)
+      snapshots/         iter_<iteration>.png, 8x8 grids of G(fixed_noise); final.png
       plots/             figures drawn from the history (see plots.py)
       tensorboard/       TensorBoard event files, with --tensorboard
 """
@@ -19,25 +21,109 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from .checkpoint import CHECKPOINT_DIR, run_dir_of
-from .history import HISTORY_FILE
+from .cli import UserError
 
-CONFIG_FILE = "config.json"
-NOISE_FILE = "fixed_noise.pt"
-SUMMARY_FILE = "model_summary.txt"
-RUN_MARKERS = (CONFIG_FILE, HISTORY_FILE, CHECKPOINT_DIR)
+CHECKPOINT_DIR = "checkpoints"
+_REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
+_BEST = re.compile(r"best_checkpoint_(\d+)\.pt")
+_SNAPSHOT = re.compile(r"iter_(\d+)\.png")
+_TEMP = re.compile(r"\..+\.\d+\.tmp")
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
-def is_run_dir(path: str | Path) -> bool:
-    return any((Path(path) / m).exists() for m in RUN_MARKERS)
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """``write(file)`` into a temporary file beside ``path``, flushed to disk, then renamed over
+    ``path``: readers see the old file or the new one, never a partial one. On any failure
+    (a full disk, Ctrl-C) the temporary file is removed and the old file is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json_atomic(path: str | Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def _numbered(folder: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.fullmatch(p.name))]
+    return sorted(found)
+
+
+class RunDir:
+    """Every file name of one run, below ``root``."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.config = self.root / "config.json"
+        self.noise = self.root / "fixed_noise.pt"
+        self.history = self.root / "history.jsonl"
+        self.log = self.root / "train.log"
+        self.summary = self.root / "model_summary.txt"
+        self.real_samples = self.root / "real_samples.png"
+        self.checkpoints = self.root / CHECKPOINT_DIR
+        self.superseded = self.checkpoints / "superseded"
+        self.snapshots = self.root / "snapshots"
+        self.final_snapshot = self.snapshots / "final.png"
+        self.plots = self.root / "plots"
+        self.tensorboard = self.root / "tensorboard"
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunDir:
+        """The run a checkpoint file belongs to (its folder's parent for ``checkpoints/``)."""
+        path = Path(checkpoint)
+        return cls(path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent)
+
+    def is_run(self) -> bool:
+        return any(p.exists() for p in (self.config, self.history, self.checkpoints))
+
+    def snapshot(self, iteration: int) -> Path:
+        return self.snapshots / f"iter_{iteration:07d}.png"
+
+    def regular_checkpoints(self) -> list[tuple[int, Path]]:
+        """``checkpoint_<iteration>.pt`` files as (iteration, path), oldest first."""
+        return _numbered(self.checkpoints, _REGULAR)
+
+    def best_checkpoints(self) -> list[tuple[int, Path]]:
+        """``best_checkpoint_<iteration>.pt`` files as (iteration, path), oldest first."""
+        return _numbered(self.checkpoints, _BEST)
+
+    def snapshot_files(self) -> list[tuple[int, Path]]:
+        """The fixed-noise snapshots as (iteration, file), in training order."""
+        return _numbered(self.snapshots, _SNAPSHOT)
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Temporary files of writes that a killed process never finished."""
+        stale = [p for folder in (self.root, self.checkpoints, self.snapshots, self.plots)
+                 if folder.is_dir() for p in folder.iterdir() if _TEMP.fullmatch(p.name)]
+        for p in stale:
+            p.unlink(missing_ok=True)
+        return stale
 
 
 def new_run_dir(output_dir: str | None, check: bool = True) -> Path:
@@ -50,16 +136,10 @@ def new_run_dir(output_dir: str | None, check: bool = True) -> Path:
         return path
     if path.exists() and not path.is_dir():
         raise RunDirError(f"--output-dir {path}: is a file, not a folder")
-    if is_run_dir(path):
+    if RunDir(path).is_run():
         raise RunDirError(f"--output-dir {path} already holds a run; continue it with "
                           f"--resume {path}, or choose another --output-dir")
     return path
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def read_run_config(resume: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -67,11 +147,11 @@ def read_run_config(resume: str | Path) -> tuple[Path, dict[str, Any]]:
     path = Path(resume)
     if not path.exists():
         raise RunDirError(f"--resume {path}: no such run directory or checkpoint file")
-    run_dir = path if path.is_dir() else run_dir_of(path)
-    cfg_file = run_dir / CONFIG_FILE
-    if not cfg_file.is_file():
-        raise RunDirError(f"--resume {path}: {run_dir} is not a run directory (no {CONFIG_FILE})")
+    run = RunDir(path) if path.is_dir() else RunDir.of_checkpoint(path)
+    if not run.config.is_file():
+        raise RunDirError(f"--resume {path}: {run.root} is not a run directory "
+                          f"(no {run.config.name})")
     try:
-        return run_dir, json.loads(cfg_file.read_text())
+        return run.root, json.loads(run.config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirError(f"{cfg_file}: damaged ({e}); the run's checkpoints are intact") from e
+        raise RunDirError(f"{run.config}: damaged ({e}); the run's checkpoints are intact") from e

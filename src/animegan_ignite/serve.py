@@ -20,10 +20,9 @@ from pathlib import Path
 import torch
 from flask import Flask, Response, jsonify, request
 
-from .checkpoint import CheckpointError, load_checkpoint, load_generator, resolve_checkpoint
-from .config import ConfigError, OneLineErrorParser
+from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
+from .cli import OneLineErrorParser, resolve_device, run_command
 from .faces import grid, latents, png_bytes, render, slerp, to_pil
-from .train import resolve_device
 
 MAX_GRID = 64
 MAX_SEED = 2**63 - 1
@@ -103,18 +102,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     args: argparse.Namespace = p.parse_args(argv)
-    try:
-        path = resolve_checkpoint(args.checkpoint)
-        ckpt = load_checkpoint(path)
-        netG = load_generator(ckpt, resolve_device(args.device))
-    except (ConfigError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(lambda: serve(args))
+
+
+def serve(args: argparse.Namespace) -> None:
+    path = resolve_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(path)
+    netG = load_generator(ckpt, resolve_device(args.device))
     info = {"checkpoint": str(path), "iteration": ckpt.get("trainer", {}).get("iteration"),
             **ckpt["run_state"]["model_config"]}
     print(f"serving {path} on http://{args.host}:{args.port}/", flush=True)
     create_app(netG, info).run(host=args.host, port=args.port, threaded=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,39 +1,48 @@
 """Optional TensorBoard logging (``--tensorboard``) through ignite's ``TensorboardLogger``:
-losses and D outputs per iteration, FID/IS per epoch, fixed-noise snapshots as images."""
+losses and D outputs per iteration, FID/IS and timings per epoch, fixed-noise snapshots as images."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
 from torchvision.utils import make_grid
 
-from .engine import OUTPUT_KEYS, generate
+from .engine import OUTPUT_KEYS
+from .models import sample
+from .rundir import RunDir
 
-TB_DIR = "tensorboard"
-
-
-def attach_tensorboard(trainer: Engine, run_dir: Path, netG: torch.nn.Module,
-                       fixed_noise: torch.Tensor, snapshot_every: int):
-    """Attach the logger (rank 0 only); returns it so the caller can close it."""
-    from ignite.handlers import TensorboardLogger
-    from ignite.handlers.tensorboard_logger import OutputHandler
-
-    tb = TensorboardLogger(log_dir=str(run_dir / TB_DIR))
-    tb.attach(trainer, OutputHandler(tag="train", output_transform=lambda out: {
-        k: out[k] for k in OUTPUT_KEYS}), event_name=Events.ITERATION_COMPLETED)
-
-    @trainer.on(Events.ITERATION_COMPLETED(every=snapshot_every))
-    def log_snapshot(engine: Engine) -> None:
-        grid = make_grid(generate(netG, fixed_noise), nrow=8, normalize=True, value_range=(-1, 1))
-        tb.writer.add_image("fixed_noise", grid, engine.state.iteration)
-
-    return tb
+EPOCH_KEYS = ("fid", "is_mean", "is_std", "train_seconds", "eval_seconds", "loss_d", "loss_g")
 
 
-def log_epoch_metrics(tb, record: dict, iteration: int) -> None:
-    """FID and IS of an evaluated epoch (what exists of them)."""
-    for key in ("fid", "is_mean", "is_std", "train_seconds", "eval_seconds"):
-        if record.get(key) is not None:
-            tb.writer.add_scalar(f"eval/{key}", record[key], iteration)
+class TensorboardRunLogger:
+    """Writes ``RUN_DIR/tensorboard`` (rank 0 only)."""
+
+    def __init__(self, run: RunDir, netG: torch.nn.Module, fixed_noise: torch.Tensor,
+                 snapshot_every: int) -> None:
+        from ignite.handlers import TensorboardLogger
+
+        self.tb = TensorboardLogger(log_dir=str(run.tensorboard))
+        self.netG, self.fixed_noise, self.snapshot_every = netG, fixed_noise, snapshot_every
+
+    def attach(self, trainer: Engine) -> None:
+        from ignite.handlers.tensorboard_logger import OutputHandler
+
+        self.tb.attach(trainer, OutputHandler(tag="train", output_transform=lambda out: {
+            k: out[k] for k in OUTPUT_KEYS}), event_name=Events.ITERATION_COMPLETED)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.snapshot_every),
+                                  self.log_snapshot)
+
+    def log_snapshot(self, engine: Engine) -> None:
+        grid = make_grid(sample(self.netG, self.fixed_noise), nrow=8, normalize=True,
+                         value_range=(-1, 1))
+        self.tb.writer.add_image("fixed_noise", grid, engine.state.iteration)
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        for key in EPOCH_KEYS:
+            if record.get(key) is not None:
+                self.tb.writer.add_scalar(f"epoch/{key}", record[key], record["iteration"])
+
+    def close(self) -> None:
+        self.tb.close()

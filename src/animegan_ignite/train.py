@@ -1,7 +1,8 @@
 """``python -m animegan_ignite.train``: train a DCGAN on anime faces (or the synthetic demo).
 
 Everything that can fail on bad input (flags, data folder, run directory, checkpoint) is checked
-before the first file is written; such errors print one line and exit with status 2.
+before the first file is written; such errors print one line and exit with status 2. A run that
+diverges (NaN loss) exits with status 3, an interrupted one (Ctrl-C) with 130.
 """
 
 from __future__ import annotations
@@ -15,43 +16,44 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
-from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint
+from ignite.engine import Engine
 from ignite.utils import manual_seed
+from torch.multiprocessing import ProcessExitedException
 from torchvision.utils import save_image
 
+from .cache import default_cache_dir
 from .checkpoint import (
-    CheckpointError,
     RunState,
+    adopt_existing,
     checkpoint_iteration,
     load_checkpoint,
     make_best_checkpointer,
     make_checkpointer,
+    resolve_checkpoint,
     restore,
 )
-from .config import Config, ConfigError, make_config
-from .data import DataError, Split, iterations_per_epoch, make_split, make_train_loader
-from .download import DownloadError, fetch
-from .engine import (
-    GAN,
-    SNAPSHOT_DIR,
-    Speed,
-    attach_epoch_handlers,
-    build_gan,
-    create_trainer,
-    make_scalers,
-    save_snapshot,
+from .cli import (
+    EXIT_DIVERGED,
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    Diverged,
+    UserError,
+    print_error,
+    resolve_device,
 )
-from .evaluation import Evaluator, default_cache_dir, eval_latents
+from .config import Config, ConfigError, make_config
+from .data import Split, iterations_per_epoch, make_split, make_train_loader
+from .download import fetch
+from .engine import GAN, Speed, build_gan, make_scalers, make_training_step
+from .evaluation import Evaluator, eval_latents
+from .handlers import RunContext, setup_handlers
 from .history import History
-from .inception import BackboneError, load_backbone
+from .inception import load_backbone
 from .models import summarize
-from .plots import REAL_SAMPLES, export_plots
-from .rundir import CONFIG_FILE, NOISE_FILE, SUMMARY_FILE, RunDirError, new_run_dir, write_json_atomic
-from .tensorboard_log import attach_tensorboard, log_epoch_metrics
+from .rundir import RunDir, atomic_write, new_run_dir, write_json_atomic, write_text_atomic
+from .tensorboard_log import TensorboardRunLogger
 
 logger = logging.getLogger("animegan_ignite")
-USER_ERRORS = (ConfigError, DataError, CheckpointError, RunDirError, BackboneError, DownloadError)
 DEMO_NOTE = (
     "Training on the built-in SYNTHETIC demo: procedurally drawn cartoon faces at a CPU-sized "
     "schedule. For real anime faces, get the Anime Face Dataset (Kaggle: splcher/animefacedataset) "
@@ -64,17 +66,9 @@ class Plan:
 
     cfg: Config
     device: torch.device
-    run_dir: Path
+    run: RunDir
     split: Split
     checkpoint: dict[str, Any] | None
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def check_precision(precision: str, device: torch.device) -> None:
@@ -90,14 +84,14 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
-    """Check the device, run directory, checkpoint and data set (raises a USER_ERRORS type).
-    Under torchrun only rank 0 checks the output folder (the others may look after rank 0
-    has started writing to it)."""
+    """Check the device, run directory, checkpoint and data set (raises a UserError). Under
+    torchrun only rank 0 checks the output folder (the others may look after rank 0 has
+    started writing to it)."""
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, device)
     checkpoint = None
     if cfg.resume:
-        checkpoint = load_checkpoint(cfg.resume)
+        checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
         run_dir = Path(cfg.output_dir)
         done, partial = divmod(checkpoint_iteration(checkpoint), checkpoint["trainer"]["epoch_length"])
         if done >= cfg.epochs and not partial:
@@ -115,7 +109,7 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     if checkpoint is not None:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
                                                              cfg.world_size))
-    return Plan(cfg, device, run_dir, split, checkpoint)
+    return Plan(cfg, device, RunDir(run_dir), split, checkpoint)
 
 
 def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
@@ -126,40 +120,34 @@ def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
                           "--batch-size")
 
 
-def _log_to_file(run_dir: Path) -> None:
-    handler = logging.FileHandler(run_dir / "train.log")
+def _start_run_dir(plan: Plan) -> None:
+    """The run directory's fixed files (writer only)."""
+    run = plan.run
+    run.snapshots.mkdir(parents=True, exist_ok=True)
+    for stale in run.remove_stale_temp_files():
+        logger.info("removed %s, left by an interrupted write", stale)
+    handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
-
-
-def _fixed_noise(plan: Plan) -> torch.Tensor:
-    """64 latent vectors drawn once per run from the seed, so snapshots are comparable."""
-    gen = torch.Generator().manual_seed(plan.cfg.seed)
-    return torch.randn(64, plan.cfg.nz, 1, 1, generator=gen).to(plan.device)
-
-
-def _start_run_dir(plan: Plan) -> None:
-    run_dir = plan.run_dir
-    (run_dir / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
-    _log_to_file(run_dir)
-    write_json_atomic(run_dir / CONFIG_FILE, plan.cfg.to_dict())
-    if not (run_dir / REAL_SAMPLES).exists():  # 64 held-out faces for the real-vs-fake figure
+    write_json_atomic(run.config, plan.cfg.to_dict())
+    if not run.real_samples.exists():  # 64 held-out faces for the real-vs-fake figure
         source = plan.split.eval if len(plan.split.eval) else plan.split.train
         reals = torch.stack([source[i][0] for i in range(min(64, len(source)))])
-        save_image(reals, run_dir / REAL_SAMPLES, nrow=8, normalize=True, value_range=(-1, 1))
+        atomic_write(run.real_samples, lambda f: save_image(
+            reals, f, format="png", nrow=8, normalize=True, value_range=(-1, 1)))
 
 
-def _log_model_summaries(gan: GAN, run_dir: Path, writer: bool) -> None:
+def _log_model_summaries(gan: GAN, run: RunDir, is_writer: bool) -> None:
     """torchsummary's tables for G and D: printed, and saved as RUN_DIR/model_summary.txt."""
     text = (f"Generator\n{summarize(gan.netG, (gan.nz, 1, 1))}\n"
             f"Discriminator\n{summarize(gan.netD, (3, 64, 64))}")
     logger.info("%s", text)
-    if writer:
-        (run_dir / SUMMARY_FILE).write_text(text)
+    if is_writer:
+        write_text_atomic(run.summary, text)
 
 
 def make_evaluator(plan: Plan) -> Evaluator | None:
-    """The per-epoch FID/IS evaluator, or None with ``--eval-size 0``."""
+    """The per-epoch FID/IS evaluator, or None with ``--eval-size 0`` / ``--eval-every 0``."""
     cfg = plan.cfg
     if cfg.eval_size == 0 or cfg.eval_every == 0:
         return None
@@ -173,109 +161,92 @@ def make_evaluator(plan: Plan) -> Evaluator | None:
                      progress=cfg.progress)
 
 
-class EpochEnd:
-    """After each epoch's checkpoint: FID/IS when due, the best-FID checkpoint, the history
-    record, the log line and the plots."""
-
-    def __init__(self, cfg: Config, run_dir: Path, netG: torch.nn.Module, history: History | None,
-                 evaluator: Evaluator | None, best: Checkpoint | None, tb=None) -> None:
-        self.cfg, self.run_dir, self.netG, self.history = cfg, run_dir, netG, history
-        self.evaluator, self.best, self.tb = evaluator, best, tb
-
-    def __call__(self, engine: Engine) -> None:
-        epoch, cfg = engine.state.epoch, self.cfg
-        record = {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
-                  "train_seconds": round(engine.state.train_seconds, 3),
-                  **{k: engine.state.metrics[k] for k in ("loss_d", "loss_g")}}
-        line = f"epoch {epoch}/{cfg.epochs}: Loss_D {record['loss_d']:.4f}  Loss_G {record['loss_g']:.4f}"
-        if self.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            result = self.evaluator(self.netG)  # every process takes part
-            record.update(result.to_dict())
-            engine.state.metrics["fid"] = result.fid
-            if self.best is not None:
-                self.best(engine)
-            is_text = (f"{result.is_mean:.3f} ± {result.is_std:.3f}" if result.is_mean is not None
-                       else "unavailable")
-            line += f"  FID {result.fid:.2f}  IS {is_text}"
-            timing = f"train {record['train_seconds']:.1f} s, eval {result.eval_seconds:.1f} s"
-        else:
-            timing = f"train {record['train_seconds']:.1f} s"
-        if self.tb is not None:
-            log_epoch_metrics(self.tb, record, engine.state.iteration)
-        if self.history is not None:
-            self.history.append(record)
-            export_plots(self.run_dir)
-        logger.info("%s  (%s)", line, timing)
+def fixed_noise(cfg: Config, device: torch.device) -> torch.Tensor:
+    """64 latent vectors drawn once per run from the seed, so snapshots are comparable."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return torch.randn(64, cfg.nz, 1, 1, generator=gen).to(device)
 
 
-def _build(plan: Plan, history: History | None, fixed_noise: torch.Tensor
-           ) -> tuple[GAN, Engine, dict[str, Any]]:
-    """The networks, the trainer with its per-iteration handlers, and what a checkpoint saves."""
+def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | None = None,
+                  is_writer: bool = True) -> tuple[Engine, RunContext, dict[str, Any]]:
+    """``Engine(training_step)`` for ``gan``, the handlers' context (history, checkpointers and
+    loggers on the writer) and what a checkpoint saves; the handlers are not attached yet."""
+    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
+    trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
+                                        (scaler_d, scaler_g)))
+    noise = fixed_noise(cfg, gan.device)
+    run_state = RunState(noise, {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
+    to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
+               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state}
+    ctx = RunContext(cfg, run, gan, noise, run_state, is_writer, evaluator)
+    if is_writer:
+        ctx.history = History(run.root)
+        ctx.regular = make_checkpointer(run, to_save)
+        ctx.best = make_best_checkpointer(run, to_save)
+        if cfg.tensorboard:
+            ctx.loggers.append(TensorboardRunLogger(run, ctx.sampler_net, noise,
+                                                    cfg.snapshot_every))
+    return trainer, ctx, to_save
+
+
+def _build(plan: Plan, is_writer: bool) -> tuple[Engine, RunContext, dict[str, Any]]:
+    """The networks (with their summaries) and :func:`build_trainer` around them."""
     cfg = plan.cfg
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device, cfg.sync_bn)
-    _log_model_summaries(gan, plan.run_dir, history is not None)
+    _log_model_summaries(gan, plan.run, is_writer)
     if cfg.channels_last:
         gan.netG.to(memory_format=torch.channels_last)
         gan.netD.to(memory_format=torch.channels_last)
-    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
-    trainer = create_trainer(gan, fixed_noise, plan.run_dir, history, cfg.snapshot_every,
-                             progress=cfg.progress, init_seed=cfg.seed,
-                             speed=Speed(cfg.precision, cfg.channels_last, cfg.compile),
-                             scalers=(scaler_d, scaler_g))
-    model_config = {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3}
-    to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
-               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g,
-               "run_state": RunState(fixed_noise, model_config)}
-    return gan, trainer, to_save
+    return build_trainer(cfg, plan.run, gan, make_evaluator(plan), is_writer)
 
 
-def _restore(checkpoint: dict[str, Any], to_load: dict[str, Any], trainer: Engine,
-             history: History | None) -> None:
-    restore(to_load, checkpoint)
-    logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, trainer.state.iteration)
-    if history is not None:  # what the resumed run redoes is dropped: the history stays continuous
-        history.truncate_after(trainer.state.iteration)
+def _restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, Any]) -> None:
+    """Load the checkpoint into every object; on the writer, truncate the history after its
+    iteration and hand the checkpointers the run's files (later ones move to superseded/)."""
+    restore(to_save, plan.checkpoint)
+    iteration = trainer.state.iteration
+    logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, iteration)
+    _check_rng(ctx.run_state, plan.cfg, iteration)
+    if ctx.is_writer:  # what the resumed run redoes is dropped: the history stays continuous
+        ctx.history.truncate_after(iteration)
+        moved = adopt_existing(plan.run, ctx.regular, ctx.best, iteration, ctx.history.fids())
+        if moved:
+            logger.info("moved %d checkpoint(s) written after iteration %d to %s",
+                        len(moved), iteration, plan.run.superseded)
+
+
+def _check_rng(run_state: RunState, cfg: Config, iteration: int) -> None:
+    """A rank without a saved RNG state (the checkpoint was written on an interruption, or by
+    fewer processes) gets a fresh stream of its own, and the user is told."""
+    world, rank = idist.get_world_size(), idist.get_rank()
+    if run_state.saved_world_size != world and rank == 0:
+        logger.warning("this checkpoint was written by %d process(es) and is resumed on %d: models, "
+                       "optimizers and history continue exactly, but the data order and noise from "
+                       "here on differ from an uninterrupted run", run_state.saved_world_size, world)
+    if run_state.rng_missing:
+        manual_seed((cfg.seed * 1_000_003 + rank * 7919 + iteration) % 2**32)
+        if world == run_state.saved_world_size:
+            logger.warning("rank %d: no saved RNG state in this checkpoint (written on an "
+                           "interruption); it continues with a fresh noise stream", rank)
 
 
 def train(plan: Plan) -> tuple[Engine, GAN]:
     """Build the trainer for ``plan``, run it to the end of its schedule, and return it with
     the trained networks."""
-    cfg, run_dir, writer = plan.cfg, plan.run_dir, idist.get_rank() == 0
+    cfg, is_writer = plan.cfg, idist.get_rank() == 0
     manual_seed(cfg.seed + idist.get_rank())
-    if writer:
+    if is_writer:
         _start_run_dir(plan)
     if cfg.synthetic:
         logger.info(DEMO_NOTE)
     logger.info("data: %s", plan.split.description)
-    logger.info("run directory: %s (device %s)", run_dir, plan.device)
-    evaluator = make_evaluator(plan)
-
-    fixed_noise = _fixed_noise(plan)
-    history = History(run_dir) if writer else None
-    gan, trainer, to_save = _build(plan, history, fixed_noise)
-    best = make_best_checkpointer(run_dir, to_save) if writer else None
-    checkpointer = make_checkpointer(run_dir, {**to_save, "best": best}) if writer else None
+    logger.info("run directory: %s (device %s)", plan.run, plan.device)
+    trainer, ctx, to_save = _build(plan, is_writer)
     if plan.checkpoint is not None:
-        _restore(plan.checkpoint, {**to_save, "best": best} if best else to_save, trainer, history)
-    elif writer:
-        torch.save(fixed_noise.cpu(), run_dir / NOISE_FILE)
-
-    tb = (attach_tensorboard(trainer, run_dir, gan.netG, fixed_noise, cfg.snapshot_every)
-          if writer and cfg.tensorboard else None)
-    epoch_end = EpochEnd(cfg, run_dir, gan.netG, history, evaluator, best, tb)
-    attach_epoch_handlers(trainer, checkpointer, epoch_end,
-                          on_interrupt=lambda engine: export_plots(run_dir) if writer else None)
-
-    @trainer.on(Events.TERMINATE)
-    def on_nan(engine: Engine) -> None:
-        logger.error("training stopped at iteration %d: a loss is NaN or infinite. The last good "
-                     "checkpoint is kept; resume from it with a lower --lr", engine.state.iteration)
-
-    @trainer.on(Events.COMPLETED)
-    def final_snapshot(engine: Engine) -> None:
-        if writer:
-            save_snapshot(gan.netG, fixed_noise, run_dir / SNAPSHOT_DIR / "final.png")
-
+        _restore(plan, trainer, ctx, to_save)
+    elif is_writer:
+        atomic_write(plan.run.noise, lambda f: torch.save(ctx.fixed_noise.cpu(), f))
+    setup_handlers(trainer, ctx)
     world = idist.get_world_size()  # --batch-size is the global batch, split over processes
     loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers, cfg.seed,
                                world, idist.get_rank(), pin_memory=plan.device.type == "cuda",
@@ -283,11 +254,11 @@ def train(plan: Plan) -> tuple[Engine, GAN]:
     try:
         trainer.run(loader, max_epochs=cfg.epochs)
     finally:
-        if history is not None:
-            history.close()
-        if tb is not None:
-            tb.close()
-    return trainer, gan
+        if ctx.history is not None:
+            ctx.history.close()
+        for run_logger in ctx.loggers:
+            run_logger.close()
+    return trainer, ctx.gan
 
 
 def setup_process(plan: Plan) -> None:
@@ -299,7 +270,7 @@ def setup_process(plan: Plan) -> None:
                         force=True)
     if idist.get_world_size() > 1:
         plan.device = idist.device()
-        plan.run_dir = Path(idist.broadcast(str(plan.run_dir), src=0, safe_mode=True))
+        plan.run = RunDir(idist.broadcast(str(plan.run), src=0, safe_mode=True))
     if plan.device.type == "cuda":  # fixed 64x64 shapes: cuDNN times its kernels once, keeps the fastest
         torch.backends.cudnn.benchmark = True
 
@@ -312,10 +283,14 @@ def _worker(local_rank: int, plan: Plan) -> None:
     except KeyboardInterrupt:
         if idist.get_rank() == 0:
             print(f"\ninterrupted; a checkpoint was saved. Continue with: "
-                  f"python -m animegan_ignite.train --resume {plan.run_dir}", file=sys.stderr)
+                  f"python -m animegan_ignite.train --resume {plan.run}", file=sys.stderr)
         raise
+    except Diverged as e:  # an exit status, not a traceback, also from spawned processes
+        if idist.get_rank() == 0:
+            print_error(e)
+        raise SystemExit(EXIT_DIVERGED) from None
     logger.info("done: %d epochs, %d iterations; results in %s", trainer.state.epoch,
-                trainer.state.iteration, plan.run_dir)
+                trainer.state.iteration, plan.run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,18 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = make_config(argv)
         plan = make_plan(cfg, check_output_dir=int(os.environ.get("RANK", "0")) == 0)
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
-    try:
+        spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
         with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn) as parallel:
             parallel.run(_worker, plan)
+    except UserError as e:
+        print_error(e)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        return 130
-    except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_INTERRUPTED
+    except SystemExit as e:  # the status a worker chose (a divergence)
+        return int(e.code or 0)
+    except ProcessExitedException as e:  # a spawned worker's status
+        return e.exit_code
     return 0
 
 

@@ -1,0 +1,266 @@
+"""The handlers that make the Engine a trainer, attached by :func:`setup_handlers` in the order
+they fire (ignite runs the handlers of one event in the order they were added):
+
+- ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
+  was never written (interrupted during the evaluation) finishes that epoch end first.
+- ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
+- ``ITERATION_COMPLETED``: NaN guard -> running averages -> loss history -> RNG mark ->
+  fixed-noise snapshot -> progress bar -> loggers.
+- ``EPOCH_COMPLETED``: timer pause -> evaluate -> history record -> best checkpoint -> regular
+  checkpoint -> plots and log line. The regular checkpoint comes last, so it holds the epoch's
+  record and the up-to-date best state: killed anywhere before it, the run redoes the epoch.
+- ``EXCEPTION_RAISED``: Ctrl-C or a crash: a checkpoint at the last finished iteration and the
+  plots; a divergence (NaN) saves nothing, the last good checkpoint stays the latest.
+- ``COMPLETED``: the final snapshot.
+
+Only the writer (rank 0, ``is_writer``) writes files; every rank takes part in evaluation and
+in gathering the RNG states that the checkpoints hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint, ProgressBar, Timer
+from ignite.metrics import RunningAverage
+from torch import nn
+from torchvision.utils import save_image
+
+from .checkpoint import RunState, capture_rng, gather_rng
+from .cli import Diverged
+from .config import Config
+from .engine import GAN
+from .evaluation import EvalResult, Evaluator
+from .history import History
+from .models import dcgan_weights_init, sample
+from .plots import export_plots
+from .rundir import RunDir, atomic_write
+
+logger = logging.getLogger("animegan_ignite")
+
+
+class RunLogger(Protocol):
+    """An experiment tracker: per-iteration handlers of its own, and each epoch's record."""
+
+    def attach(self, trainer: Engine) -> None: ...
+
+    def log_epoch(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunContext:
+    """What the handlers work on. ``history``, ``regular`` and ``best`` exist on the writer."""
+
+    cfg: Config
+    run: RunDir
+    gan: GAN
+    fixed_noise: torch.Tensor
+    run_state: RunState
+    is_writer: bool
+    evaluator: Evaluator | None = None
+    history: History | None = None
+    regular: Checkpoint | None = None
+    best: Checkpoint | None = None
+    loggers: list[RunLogger] = field(default_factory=list)
+
+    @property
+    def sampler_net(self) -> nn.Module:
+        """The generator that draws snapshots and is evaluated."""
+        return self.gan.netG
+
+
+def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
+    """Attach every handler of the run, in firing order (see the module docstring)."""
+    trainer.add_event_handler(Events.STARTED, init_weights, ctx)
+    trainer.add_event_handler(Events.EPOCH_STARTED, set_data_order)
+    timer = Timer(average=False)
+    timer.attach(trainer, start=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED)
+    epoch_end = EpochEnd(ctx, timer)
+    trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
+
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, nan_guard)
+    for key in ("loss_d", "loss_g"):
+        RunningAverage(output_transform=lambda out, k=key: out[k]).attach(trainer, key)
+    if ctx.is_writer:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, store_losses, ctx.history)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, mark_completed)
+    if ctx.is_writer:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=ctx.cfg.snapshot_every),
+                                  snapshot, ctx)
+        if ctx.cfg.progress:
+            ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
+        for run_logger in ctx.loggers:
+            run_logger.attach(trainer)
+
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_end)
+    trainer.add_event_handler(Events.EXCEPTION_RAISED, on_exception, ctx, timer)
+    trainer.add_event_handler(Events.COMPLETED, final_snapshot, ctx)
+
+
+def init_weights(engine: Engine, ctx: RunContext) -> None:
+    """DCGAN init at the start of a fresh run; a resumed run keeps the weights it loaded."""
+    if engine.state.iteration:
+        return
+    # Same seed on every process: DDP synchronised the weights when it wrapped the models, before
+    # this init, so each rank must draw the same ones.
+    device = ctx.gan.device
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(ctx.cfg.seed)  # training's noise stream is untouched
+        ctx.gan.netG.apply(dcgan_weights_init)
+        ctx.gan.netD.apply(dcgan_weights_init)
+
+
+def set_data_order(engine: Engine) -> None:
+    """Each epoch's order depends on (seed, epoch) only, so a resumed epoch replays exactly."""
+    sampler = getattr(engine.state.dataloader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(engine.state.epoch - 1)
+
+
+def nan_guard(engine: Engine) -> None:
+    """Stop at the first NaN or infinite loss, before anything of the iteration is recorded or
+    drawn. With several processes all ranks decide together (one would otherwise wait for the
+    others in the next all-reduce for ever)."""
+    bad = not all(math.isfinite(v) for v in engine.state.output.values())
+    if idist.get_world_size() > 1:
+        bad = bool(idist.all_reduce(torch.tensor(float(bad), device=idist.device())).item())
+    if bad:
+        raise Diverged(
+            f"training diverged at iteration {engine.state.iteration}: a loss is NaN or infinite "
+            f"({', '.join(f'{k}={v:.4g}' for k, v in engine.state.output.items())}). The last good "
+            "checkpoint is kept; resume from it with a lower --lr, or start again with another --seed")
+
+
+def store_losses(engine: Engine, history: History) -> None:
+    history.append({"kind": "iteration", "iteration": engine.state.iteration,
+                    "epoch": engine.state.epoch, **engine.state.output})
+
+
+def mark_completed(engine: Engine) -> None:
+    """The last finished iteration and the RNG states a resumed run continues with from there
+    (an interruption inside the next iteration is labelled with this one)."""
+    engine.state.completed_iteration = engine.state.iteration
+    engine.state.completed_rng = capture_rng()
+
+
+def save_grid(netG: nn.Module, noise: torch.Tensor, path) -> None:
+    """The 8x8 grid of G(noise), G in eval mode, as a PNG written atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = sample(netG, noise)
+    atomic_write(path, lambda f: save_image(images, f, format="png", nrow=8, normalize=True,
+                                            value_range=(-1, 1), padding=2))
+
+
+def snapshot(engine: Engine, ctx: RunContext) -> None:
+    save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.snapshot(engine.state.iteration))
+
+
+def final_snapshot(engine: Engine, ctx: RunContext) -> None:
+    if ctx.is_writer:
+        save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.final_snapshot)
+
+
+def save_at(checkpointer: Checkpoint, engine: Engine) -> None:
+    """Save at the engine's iteration. A file already saved for this iteration is replaced
+    atomically instead of being deleted first (ignite's default), so no moment is without it."""
+    suffix = f"_{engine.state.iteration}.pt"
+    kept = [(p, f) for p, f in checkpointer.state_dict()["_saved"] if not f.endswith(suffix)]
+    checkpointer.load_state_dict({"_saved": kept})
+    checkpointer(engine)
+
+
+def _latest_saved(checkpointer: Checkpoint) -> int:
+    return max((p for p, _ in checkpointer.state_dict()["_saved"]), default=0)
+
+
+class EpochEnd:
+    """evaluate -> history record -> best checkpoint -> regular checkpoint -> plots, log line."""
+
+    def __init__(self, ctx: RunContext, timer: Timer) -> None:
+        self.ctx, self.timer = ctx, timer
+
+    def due(self, epoch: int) -> bool:
+        cfg = self.ctx.cfg
+        return self.ctx.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+
+    def __call__(self, engine: Engine, train_seconds: float | None = None) -> None:
+        ctx, epoch = self.ctx, engine.state.epoch
+        seconds = self.timer.value() if train_seconds is None else train_seconds
+        result = ctx.evaluator(ctx.sampler_net) if self.due(epoch) else None  # every rank
+        if result is not None:
+            engine.state.metrics["fid"] = result.fid
+        ctx.run_state.rng_states = gather_rng()  # every rank
+        ctx.run_state.epoch_seconds = seconds
+        if not ctx.is_writer:
+            return
+        record = self.record(engine, seconds, result)
+        ctx.history.append(record)
+        if result is not None and ctx.best is not None:
+            save_at(ctx.best, engine)
+        save_at(ctx.regular, engine)
+        for run_logger in ctx.loggers:
+            run_logger.log_epoch(record)
+        export_plots(ctx.run.root)
+        logger.info("%s", _epoch_line(record, ctx.cfg.epochs))
+
+    def record(self, engine: Engine, seconds: float, result: EvalResult | None) -> dict[str, Any]:
+        epoch = engine.state.epoch
+        return {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
+                "train_seconds": round(seconds, 3), **self.ctx.history.epoch_losses(epoch),
+                **(result.to_dict() if result is not None else {})}
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    line = (f"epoch {record['epoch']}/{epochs}: Loss_D {record['loss_d']:.4f}  "
+            f"Loss_G {record['loss_g']:.4f}")
+    timing = f"train {record['train_seconds']:.1f} s"
+    if "fid" in record:
+        is_text = (f"{record['is_mean']:.3f} ± {record['is_std']:.3f}"
+                   if record["is_mean"] is not None else "unavailable")
+        line += f"  FID {record['fid']:.2f}  IS {is_text}"
+        timing += f", eval {record['eval_seconds']:.1f} s"
+    return f"{line}  ({timing})"
+
+
+def finish_interrupted_epoch_end(engine: Engine, ctx: RunContext, epoch_end: EpochEnd) -> None:
+    """Resumed exactly at an epoch end whose record the history lacks (the run was stopped
+    during that epoch's evaluation): evaluate and record it now, so no epoch is ever missing.
+    Rank 0 decides (only it reads the history) and the others follow."""
+    length = engine.state.epoch_length
+    if not engine.state.iteration or engine.state.iteration % length:
+        return
+    missing = ctx.is_writer and engine.state.epoch not in ctx.history.epochs_recorded()
+    if idist.get_world_size() > 1:
+        missing = bool(idist.broadcast(torch.tensor(int(missing), device=idist.device()), src=0))
+    if missing:
+        logger.info("finishing epoch %d's end (evaluation and record) before going on",
+                    engine.state.epoch)
+        epoch_end(engine, train_seconds=ctx.run_state.epoch_seconds or 0.0)
+
+
+def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer) -> None:
+    """ignite calls this instead of raising. On Ctrl-C or a crash: save what there is, then
+    re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the last
+    finished (and recorded) one: the checkpoint is labelled with the finished one, with the RNG
+    states of that moment, so the resumed run redoes the unfinished iteration and the history
+    stays continuous. A divergence saves nothing: the weights are broken."""
+    if ctx.is_writer and not isinstance(e, Diverged):
+        engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)
+        if engine.state.iteration > _latest_saved(ctx.regular):
+            # Other ranks' states cannot be collected here (they may be inside a collective).
+            rng = getattr(engine.state, "completed_rng", None) or capture_rng()
+            ctx.run_state.rng_states = [rng] + [None] * (idist.get_world_size() - 1)
+            ctx.run_state.epoch_seconds = timer.value()
+            ctx.regular(engine)
+    if ctx.is_writer:
+        export_plots(ctx.run.root)
+    raise e
+

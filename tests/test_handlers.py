@@ -1,0 +1,119 @@
+"""The run's handlers on a real Engine over real image files: firing order at epoch end,
+snapshots, weight init, the NaN guard and interruptions."""
+
+import pytest
+import torch
+from helpers import checkpoint_names
+from ignite.engine import Events
+
+from animegan_ignite.cli import Diverged
+from animegan_ignite.config import Config
+from animegan_ignite.data import make_split, make_train_loader
+from animegan_ignite.engine import build_gan
+from animegan_ignite.handlers import setup_handlers
+from animegan_ignite.history import read_history, split_history
+from animegan_ignite.rundir import RunDir
+from animegan_ignite.train import build_trainer
+
+
+def _setup(image_dir, run_path, snapshot_every=100, epochs=3):
+    """A tiny GAN in a real trainer with every handler; 104 train images / 8 = 13 iterations."""
+    cfg = Config(nz=16, ngf=8, ndf=8, batch_size=8, eval_size=16, snapshot_every=snapshot_every,
+                 epochs=epochs, progress=False, eval_every=0)
+    torch.manual_seed(0)
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, torch.device("cpu"))
+    trainer, ctx, _ = build_trainer(cfg, RunDir(run_path), gan)
+    setup_handlers(trainer, ctx)
+    split = make_split(str(image_dir), eval_size=16, batch_size=8, seed=0)
+    return trainer, ctx, make_train_loader(split.train, 8, num_workers=0, seed=0)
+
+
+def _run(trainer, ctx, loader, epochs):
+    try:
+        trainer.run(loader, max_epochs=epochs)
+    finally:
+        ctx.history.close()
+
+
+def test_snapshots_exactly_at_multiples_of_n_and_losses_every_iteration(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path, snapshot_every=4)
+    _run(trainer, ctx, loader, 2)
+    names = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert names == ["final.png"] + [f"iter_{i:07d}.png" for i in (4, 8, 12, 16, 20, 24)]
+    iters, epochs = split_history(read_history(tmp_path))
+    assert [r["iteration"] for r in iters] == list(range(1, 27))
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    mean_d = sum(r["loss_d"] for r in iters[:13]) / 13  # the epoch record: that epoch's mean
+    assert epochs[0]["loss_d"] == pytest.approx(mean_d)
+
+
+def test_the_regular_checkpoint_is_written_after_the_record_and_the_best(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path)
+    seen = []
+    save = ctx.regular.save_handler
+
+    def spying_save(checkpoint, filename, metadata=None):
+        it = checkpoint["trainer"]["iteration"]
+        seen.append((filename, it // 13 in ctx.history.epochs_recorded()))
+        save(checkpoint, filename, metadata)
+
+    ctx.regular.save_handler = spying_save
+    _run(trainer, ctx, loader, 2)
+    assert seen == [("checkpoint_13.pt", True), ("checkpoint_26.pt", True)]
+
+
+def test_weights_are_initialised_at_start_but_not_over_loaded_ones(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path / "a")
+    marker = {}
+
+    @trainer.on(Events.STARTED)
+    def look(engine):
+        marker["std"] = ctx.gan.netG.main[0].weight.std().item()
+
+    _run(trainer, ctx, loader, 1)
+    assert abs(marker["std"] - 0.02) < 0.002  # DCGAN init ran before any step
+
+    trainer2, ctx2, loader2 = _setup(image_dir, tmp_path / "b")
+    ctx2.gan.netG.load_state_dict(ctx.gan.netG.state_dict())
+    loaded = {k: v.clone() for k, v in ctx2.gan.netG.state_dict().items()}
+    trainer2.load_state_dict({"epoch": 1, "epoch_length": 13, "max_epochs": 1})
+    seen = {}
+    trainer2.add_event_handler(Events.STARTED, lambda e: seen.update(
+        {k: v.clone() for k, v in ctx2.gan.netG.state_dict().items()}))
+    _run(trainer2, ctx2, loader2, 2)
+    assert all(torch.equal(seen[k], loaded[k]) for k in loaded)
+
+
+def test_a_nan_loss_raises_diverged_and_keeps_the_last_good_checkpoint(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path, snapshot_every=16)
+
+    @trainer.on(Events.ITERATION_COMPLETED(once=15))
+    def poison(engine):  # a diverged discriminator
+        with torch.no_grad():
+            next(ctx.gan.netD.parameters()).fill_(float("nan"))
+
+    with pytest.raises(Diverged, match="diverged at iteration 16"):
+        _run(trainer, ctx, loader, 3)
+    assert checkpoint_names(tmp_path) == ["checkpoint_13.pt"]
+    saved = torch.load(tmp_path / "checkpoints" / "checkpoint_13.pt")["netD"]
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    iters, _ = split_history(read_history(tmp_path))
+    assert iters[-1]["iteration"] == 15  # the NaN iteration is not recorded
+    assert not (tmp_path / "snapshots" / "final.png").exists()
+    assert not (tmp_path / "snapshots" / "iter_0000016.png").exists()  # nor drawn
+
+
+def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path)
+
+    @trainer.on(Events.ITERATION_STARTED(once=5))
+    def ctrl_c(engine):  # the signal arrives while iteration 5 runs
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(trainer, ctx, loader, 1)
+    assert checkpoint_names(tmp_path) == ["checkpoint_4.pt"]
+    assert [r["iteration"] for r in split_history(read_history(tmp_path))[0]] == [1, 2, 3, 4]
+    saved = torch.load(tmp_path / "checkpoints" / "checkpoint_4.pt")
+    assert saved["trainer"]["iteration"] == 4
+    assert len(saved["run_state"]["rng"]) == 1  # the RNG states at the end of iteration 4
