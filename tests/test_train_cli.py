@@ -30,6 +30,17 @@ def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
         "final.png", "iter_0000005.png"]
     assert (run / "plots" / "losses.png").stat().st_size > 10_000
     assert "104 train, 16 held out" in (run / "train.log").read_text()
+    assert sorted(p.name for p in run.iterdir()) == _readme_layout(without={"tensorboard"})
+
+
+def _readme_layout(without: set[str]) -> list[str]:
+    """The top-level names of the README's "What a run writes" tree."""
+    from helpers import REPO
+
+    text = (REPO / "README.md").read_text().split("## What a run writes")[1].split("```")[1]
+    names = [line.split()[0].rstrip("/") for line in text.splitlines()
+             if line.startswith("  ") and not line.startswith("    ")]
+    return sorted(set(names) - without)
 
 
 def test_same_seed_gives_identical_first_losses(image_dir, tmp_path):

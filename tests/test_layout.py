@@ -1,0 +1,49 @@
+"""The package's shape: no import circles, and the small commands stay small."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "animegan_ignite"
+
+
+def _imports() -> dict[str, set[str]]:
+    """module -> the package modules it imports (anywhere in the file)."""
+    graph = {}
+    for f in PACKAGE.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                deps.add(node.module.split(".")[0])
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("animegan_ignite."):
+                deps.add(node.module.split(".")[1])
+        graph[f.stem] = deps
+    return graph
+
+
+def test_no_import_circles_in_the_package():
+    graph, done, path = _imports(), set(), []
+
+    def visit(module):
+        assert module not in path, " -> ".join([*path[path.index(module):], module])
+        if module in done:
+            return
+        path.append(module)
+        for dep in graph.get(module, ()):
+            visit(dep)
+        path.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+    assert {"cli", "handlers", "images", "rundir"} <= set(graph)
+
+
+def test_serve_and_generate_load_neither_the_trainer_nor_the_data_pipeline():
+    code = ("import sys, animegan_ignite.serve, animegan_ignite.generate; "
+            "print(sorted(m for m in sys.modules if m.startswith('animegan_ignite')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = {m.split(".")[-1] for m in eval(out.stdout)}
+    assert not loaded & {"train", "handlers", "data", "cache", "images", "evaluation", "config"}
+    assert {"serve", "generate", "cli", "checkpoint"} <= loaded
