@@ -208,11 +208,17 @@ def checkpoint_iteration(checkpoint: dict[str, Any]) -> int:
     return int(checkpoint["trainer"]["iteration"]) if "trainer" in checkpoint else 0
 
 
-def load_generator(checkpoint: dict[str, Any], device: torch.device | str = "cpu") -> Generator:
-    """The checkpoint's generator, rebuilt from its saved shape, in eval mode. Building it
+def load_generator(checkpoint: dict[str, Any], device: torch.device | str = "cpu",
+                   weights: str = "auto") -> Generator:
+    """The checkpoint's generator, rebuilt from its saved shape, in eval mode: its EMA weights
+    (``ema``), the trained ones (``raw``), or ``auto`` (EMA when the run kept one). Building it
     leaves the global RNG untouched (a trainer redrawing its plots must not move its noise)."""
+    if weights == "ema" and "ema" not in checkpoint:
+        raise CheckpointError("this checkpoint has no EMA generator (the run had no "
+                              "--ema-halflife-kimg); use --weights raw")
+    key = "ema" if weights in ("auto", "ema") and "ema" in checkpoint else "netG"
     shape = checkpoint["run_state"]["model_config"]
     with torch.random.fork_rng(devices=[]):
         netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
-    netG.load_state_dict(checkpoint["netG"])
+    netG.load_state_dict(checkpoint[key])
     return netG.to(device).eval()

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from .augment import parse_policy
 from .cli import OneLineErrorParser, UserError
 from .rundir import read_run_config
 
@@ -56,6 +57,7 @@ class Config:
     num_workers: int = 2
     device: str = "auto"
     seed: int = 999
+    split_seed: int | None = None
     synthetic_size: int = 4000
     inception_weights: str = "auto"
     cache_dir: str | None = None
@@ -69,6 +71,16 @@ class Config:
     nproc_per_node: int = 1
     sync_bn: bool = False
     progress: bool = True
+    # The training recipe around the DCGAN networks (see RECIPES); the defaults are the seed's.
+    recipe: str = "dcgan"
+    loss: str = "bce"
+    spectral_norm: bool = False
+    lr_g: float | None = None
+    lr_d: float | None = None
+    diffaugment: str | None = None
+    ema_halflife_kimg: float = 0.0
+    ema_rampup: float = 0.0
+    ema_buffers: str = "copy"
 
     @property
     def synthetic(self) -> bool:
@@ -81,6 +93,23 @@ class Config:
         if self.backend is None:
             return 1
         return int(os.environ.get("WORLD_SIZE", self.nproc_per_node))
+
+    @property
+    def data_seed(self) -> int:
+        """Seed of the data set's train/held-out split (and of the synthetic faces)."""
+        return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def g_lr(self) -> float:
+        return self.lr if self.lr_g is None else self.lr_g
+
+    @property
+    def d_lr(self) -> float:
+        return self.lr if self.lr_d is None else self.lr_d
+
+    @property
+    def ema(self) -> bool:
+        return self.ema_halflife_kimg > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,9 +151,38 @@ class Config:
             raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
         if self.image_size != 64:
             raise ConfigError("--image-size: the DCGAN architecture here draws 64x64 images only")
+        self._validate_recipe()
         if self.synthetic and self.synthetic_size < 2:
             raise ConfigError(f"--synthetic-size must be >= 2, got {self.synthetic_size}")
         return self
+
+
+    def _validate_recipe(self) -> None:
+        if self.recipe not in RECIPES:
+            raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.loss not in ("bce", "hinge"):
+            raise ConfigError(f"--loss must be bce or hinge, got {self.loss!r}")
+        for name in ("lr_g", "lr_d"):
+            if getattr(self, name) is not None and not 0 < getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be in (0, 1), got {getattr(self, name)}")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as e:
+            raise ConfigError(f"--diffaugment: {e}") from e
+        if self.ema_halflife_kimg < 0 or self.ema_rampup < 0:
+            raise ConfigError("--ema-halflife-kimg and --ema-rampup must be >= 0")
+        if self.ema_buffers not in ("copy", "update"):
+            raise ConfigError(f"--ema-buffers must be copy or update, got {self.ema_buffers!r}")
+
+
+# Named training recipes: values for the recipe fields of Config, below a config file's and the
+# command line's. "dcgan" is the seed design exactly (Radford et al., 2016).
+RECIPES: dict[str, dict[str, Any]] = {
+    "dcgan": {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None,
+              "diffaugment": None, "ema_halflife_kimg": 0.0, "ema_rampup": 0.0,
+              "ema_buffers": "copy"},
+}
+DEFAULT_RECIPE = "dcgan"
 
 
 # The demo schedule: small enough that the no-argument command finishes on 2 CPU cores within
@@ -184,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
+    p.add_argument("--split-seed", type=int, help="seed of the held-out split alone (default: "
+                   "--seed), to compare training seeds on the same held-out images")
     p.add_argument("--synthetic-size", type=int, help="images in the synthetic demo data set")
     p.add_argument("--backend", help="distributed backend: nccl (GPUs) or gloo (CPU); with "
                    "torchrun, the process count comes from torchrun")
@@ -202,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also log to TensorBoard (RUN_DIR/tensorboard; needs tensorboard installed)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (for logs)")
+    p.add_argument("--recipe", help=f"training recipe: {', '.join(RECIPES)} (default "
+                   f"{DEFAULT_RECIPE}; 'dcgan' is the seed design); the flags below override it")
+    p.add_argument("--loss", help="bce (DCGAN) or hinge")
+    p.add_argument("--spectral-norm", action="store_true",
+                   help="spectral normalisation on D's convolutions (D then has no BatchNorm)")
+    p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false",
+                   help="turn off a recipe's spectral normalisation")
+    p.add_argument("--lr-g", type=float, help="G's learning rate (default --lr)")
+    p.add_argument("--lr-d", type=float, help="D's learning rate (default --lr)")
+    p.add_argument("--diffaugment", help="DiffAugment policies before every D call, e.g. "
+                   "color,translation,cutout; 'none' for none")
+    p.add_argument("--ema-halflife-kimg", type=float,
+                   help="EMA of G with this half-life in thousands of images; 0 = no EMA")
+    p.add_argument("--ema-rampup", type=float, help="EMA half-life ramp: at most this fraction "
+                   "of the images seen so far (StyleGAN's 0.05); 0 = no ramp")
+    p.add_argument("--ema-buffers", help="BatchNorm statistics of the EMA generator: copy (G's "
+                   "own) or update (averaged like the weights)")
     return p
 
 
@@ -235,12 +312,27 @@ def make_config(argv: list[str] | None = None) -> Config:
         raise ConfigError(f"unknown setting(s) in --config: {', '.join(unknown)}")
     if values.get("data_dir") is None and values.get("download") is None and not run_values:
         values = {**DEMO_OVERRIDES, **values}
+    if not run_values:  # a resumed run keeps the recipe it was saved with
+        values = _with_recipe(values, explicit={**file_values, **args})
+    if values.get("diffaugment") == "none":
+        values["diffaugment"] = None
     try:
         cfg = Config(**values)
     except TypeError as e:
         raise ConfigError(str(e)) from e
     _check_types(cfg)
     return cfg.validate()
+
+
+def _with_recipe(values: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
+    """The recipe's values under the ones given. ``--lr`` alone sets both networks' rates, so it
+    also replaces a recipe's ``lr_g``/``lr_d``."""
+    name = values.setdefault("recipe", DEFAULT_RECIPE)
+    recipe = dict(RECIPES.get(name, {}))
+    if "lr" in explicit:
+        recipe.pop("lr_g", None)
+        recipe.pop("lr_d", None)
+    return {**recipe, **values}
 
 
 def _check_types(cfg: Config) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import ignite.distributed as idist
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import nn
 
@@ -30,17 +31,42 @@ class GAN:
 
 
 def build_gan(nz: int, ngf: int, ndf: int, lr: float, beta1: float, device: torch.device,
-              sync_bn: bool = False) -> GAN:
-    """G and D with Adam(lr, betas=(beta1, 0.999)). With several processes the models go
-    through ``idist.auto_model`` (DistributedDataParallel, optionally SyncBatchNorm); with one,
-    they stay plain modules on ``device`` (auto_model would also move them to the GPU when the
-    user asked for the CPU, and wrap them in DataParallel on a multi-GPU machine)."""
-    netG, netD = Generator(nz, ngf).to(device), Discriminator(ndf).to(device)
+              sync_bn: bool = False, lr_d: float | None = None, spectral_norm: bool = False) -> GAN:
+    """G and D with Adam(betas=(beta1, 0.999)): G at ``lr``, D at ``lr_d`` (default ``lr``; two
+    rates are the TTUR of Heusel et al., 2017). With several processes the models go through
+    ``idist.auto_model`` (DistributedDataParallel, optionally SyncBatchNorm); with one, they stay
+    plain modules on ``device`` (auto_model would also move them to the GPU when the user asked
+    for the CPU, and wrap them in DataParallel on a multi-GPU machine)."""
+    netG = Generator(nz, ngf).to(device)
+    netD = Discriminator(ndf, spectral_norm=spectral_norm).to(device)
     if idist.get_world_size() > 1:
         netG, netD = idist.auto_model(netG, sync_bn=sync_bn), idist.auto_model(netD, sync_bn=sync_bn)
     optG = idist.auto_optim(torch.optim.Adam(netG.parameters(), lr=lr, betas=(beta1, 0.999)))
-    optD = idist.auto_optim(torch.optim.Adam(netD.parameters(), lr=lr, betas=(beta1, 0.999)))
+    optD = idist.auto_optim(torch.optim.Adam(netD.parameters(), lr=lr if lr_d is None else lr_d,
+                                             betas=(beta1, 0.999)))
     return GAN(netG, netD, optG, optD, device, nz)
+
+
+def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
+
+
+def _bce_g(fake: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+
+
+def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+# D's loss on (real logits, fake logits) and G's on fake logits. "bce" is the DCGAN paper's
+# (the non-saturating G loss); "hinge" that of SNGAN / BigGAN / StyleGAN2-ADA's DiffAugment runs.
+LOSSES: dict[str, tuple[Callable, Callable]] = {"bce": (_bce_d, _bce_g), "hinge": (_hinge_d, _hinge_g)}
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -64,13 +90,17 @@ def make_scalers(gan: GAN, precision: str) -> tuple[torch.amp.GradScaler, torch.
 
 
 def make_training_step(gan: GAN, speed: Speed | None = None,
-                       scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None
+                       scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None,
+                       loss: str = "bce", augment: Callable[[torch.Tensor], torch.Tensor] | None = None
                        ) -> Callable[[Engine, Any], dict[str, float]]:
-    """One DCGAN iteration: D on a real batch (target 1) and a fake batch (target 0), the two
-    BCE losses summed; then G on the same fake batch with target 1. Fresh noise every step.
-    BCE is taken on D's logits (BCEWithLogitsLoss), the only form autocast accepts."""
+    """One GAN iteration: D on a real batch and a fake batch (``loss``'s D loss), then G on the
+    same fake batch (its G loss). Fresh noise every step. ``augment`` (DiffAugment) transforms
+    every batch just before D sees it, real and fake, in both steps. Losses are taken on D's
+    logits, the only form autocast accepts for BCE. The outputs report ``sigmoid(D(x))``: D's
+    probabilities under BCE, a monotone score under hinge."""
     speed = speed or Speed()
-    criterion = nn.BCEWithLogitsLoss()
+    d_loss, g_loss = LOSSES[loss]
+    augment = augment or (lambda x: x)
     optG, optD = gan.optG, gan.optD
     netG = torch.compile(gan.netG) if speed.compile else gan.netG  # the originals are saved
     netD = torch.compile(gan.netD) if speed.compile else gan.netD
@@ -84,26 +114,23 @@ def make_training_step(gan: GAN, speed: Speed | None = None,
     def training_step(engine: Engine, batch: Any) -> dict[str, float]:
         real = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(
             gan.device, non_blocking=True).contiguous(memory_format=fmt)
-        b = real.size(0)
-        ones = torch.ones(b, device=gan.device)
-        zeros = torch.zeros(b, device=gan.device)
         gan.netG.train()
         gan.netD.train()
 
         optD.zero_grad(set_to_none=True)
         with autocast():
-            logits_real = netD(real)
-            fake = netG(torch.randn(b, gan.nz, 1, 1, device=gan.device))
-            logits_fake = netD(fake.detach())
-            loss_d = criterion(logits_real.float(), ones) + criterion(logits_fake.float(), zeros)
+            logits_real = netD(augment(real))
+            fake = netG(torch.randn(real.size(0), gan.nz, 1, 1, device=gan.device))
+            logits_fake = netD(augment(fake.detach()))
+            loss_d = d_loss(logits_real.float(), logits_fake.float())
         scaler_d.scale(loss_d).backward()
         scaler_d.step(optD)
         scaler_d.update()
 
         optG.zero_grad(set_to_none=True)
         with autocast():
-            logits_g = netD(fake)
-            loss_g = criterion(logits_g.float(), ones)
+            logits_g = netD(augment(fake))
+            loss_g = g_loss(logits_g.float())
         scaler_g.scale(loss_g).backward()
         scaler_g.step(optG)
         scaler_g.update()

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="real-statistics cache folder")
     p.add_argument("--batch-size", type=int, default=100, help="images per Inception batch")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
+                   "the run kept one (default)")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     return p
 
@@ -42,8 +45,11 @@ def _run_settings(path: Path, args: argparse.Namespace) -> dict:
     cfg_file = RunDir.of_checkpoint(path).config
     run = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
     settings = {"data_dir": run.get("data_dir"), "eval_size": run.get("eval_size", 3000),
-                "seed": run.get("seed", 999), "synthetic_size": run.get("synthetic_size", 4000)}
+                "seed": run.get("seed", 999), "synthetic_size": run.get("synthetic_size", 4000),
+                "split_seed": run.get("split_seed")}
     settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
+    if settings["split_seed"] is None:
+        settings["split_seed"] = settings["seed"]
     if settings["eval_size"] < 10:
         raise UserError(f"--eval-size must be >= 10, got {settings['eval_size']}")
     return settings
@@ -60,8 +66,8 @@ def evaluate(args: argparse.Namespace) -> None:
     path = resolve_checkpoint(args.checkpoint)
     checkpoint = load_checkpoint(path)
     s = _run_settings(path, args)
-    split = make_split(s["data_dir"], s["eval_size"], 1, s["seed"], s["synthetic_size"])
-    netG = load_generator(checkpoint, device)
+    split = make_split(s["data_dir"], s["eval_size"], 1, s["split_seed"], s["synthetic_size"])
+    netG = load_generator(checkpoint, device, args.weights)
     choice = load_backbone(args.inception_weights, device)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     latents = eval_latents(s["eval_size"], netG.nz, s["seed"])

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", choices=["torchscript", "onnx"], help="export the generator")
     p.add_argument("--output", help="file for --export")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
+                   "the run kept one (default)")
     return p
 
 
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 def generate(args: argparse.Namespace) -> None:
     _check(args)
     device = resolve_device(args.device)
-    netG = load_generator(load_checkpoint(args.checkpoint), device)
+    netG = load_generator(load_checkpoint(args.checkpoint), device, args.weights)
     if args.grid or args.out_dir:
         faces = render(netG, latents(args.num, netG.nz, args.seed))
         if args.grid:

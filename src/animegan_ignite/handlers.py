@@ -4,8 +4,9 @@ they fire (ignite runs the handlers of one event in the order they were added):
 - ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
   was never written (interrupted during the evaluation) finishes that epoch end first.
 - ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
-- ``ITERATION_COMPLETED``: NaN guard -> running averages -> loss history -> RNG mark ->
-  fixed-noise snapshot -> progress bar -> loggers.
+- ``ITERATION_COMPLETED``: NaN guard -> EMA of G (momentum schedule, then ignite's
+  ``EMAHandler``) -> running averages -> loss history -> RNG mark -> fixed-noise snapshot ->
+  progress bar -> loggers.
 - ``EPOCH_COMPLETED``: timer pause -> evaluate -> history record -> best checkpoint -> regular
   checkpoint -> plots and log line. The regular checkpoint comes last, so it holds the epoch's
   record and the up-to-date best state: killed anywhere before it, the run redoes the epoch.
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 import ignite.distributed as idist
 import torch
 from ignite.engine import Engine, Events
-from ignite.handlers import Checkpoint, ProgressBar, Timer
+from ignite.handlers import Checkpoint, EMAHandler, ProgressBar, Timer
 from ignite.metrics import RunningAverage
 from torch import nn
 from torchvision.utils import save_image
@@ -38,7 +39,7 @@ from .config import Config
 from .engine import GAN
 from .evaluation import EvalResult, Evaluator
 from .history import History
-from .models import dcgan_weights_init, sample
+from .models import dcgan_weights_init, sample, unwrap
 from .plots import export_plots
 from .rundir import RunDir, atomic_write
 
@@ -69,12 +70,13 @@ class RunContext:
     history: History | None = None
     regular: Checkpoint | None = None
     best: Checkpoint | None = None
+    ema: EMAHandler | None = None
     loggers: list[RunLogger] = field(default_factory=list)
 
     @property
     def sampler_net(self) -> nn.Module:
-        """The generator that draws snapshots and is evaluated."""
-        return self.gan.netG
+        """The generator that draws snapshots and is evaluated: the EMA one when there is one."""
+        return self.ema.ema_model if self.ema is not None else self.gan.netG
 
 
 def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
@@ -87,6 +89,9 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
 
     trainer.add_event_handler(Events.ITERATION_COMPLETED, nan_guard)
+    if ctx.ema is not None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, set_ema_momentum, ctx.cfg)
+        ctx.ema.attach(trainer, name="ema_momentum", warn_if_exists=False)
     for key in ("loss_d", "loss_g"):
         RunningAverage(output_transform=lambda out, k=key: out[k]).attach(trainer, key)
     if ctx.is_writer:
@@ -116,6 +121,30 @@ def init_weights(engine: Engine, ctx: RunContext) -> None:
         torch.manual_seed(ctx.cfg.seed)  # training's noise stream is untouched
         ctx.gan.netG.apply(dcgan_weights_init)
         ctx.gan.netD.apply(dcgan_weights_init)
+    if ctx.ema is not None:  # the average starts from the initialised weights
+        ctx.ema.ema_model.load_state_dict(unwrap(ctx.gan.netG).state_dict())
+
+
+def ema_momentum(cfg: Config, iteration: int) -> float:
+    """ignite's EMA momentum (1 - decay) after ``iteration`` steps: StyleGAN's half-life rule.
+    The average's half-life is ``ema_halflife_kimg`` thousand images, ramped up to at most
+    ``ema_rampup`` times the images seen so far, so a short run averages over its recent
+    steps instead of being dominated by its untrained start."""
+    half_life = cfg.ema_halflife_kimg * 1000
+    if cfg.ema_rampup > 0:
+        half_life = min(half_life, iteration * cfg.batch_size * cfg.ema_rampup)
+    return 1 - 0.5 ** (cfg.batch_size / max(half_life, 1e-8))
+
+
+def make_ema(cfg: Config, gan: GAN) -> EMAHandler:
+    """ignite's EMAHandler of G (the plain module inside DDP), its BatchNorm statistics copied
+    from G or averaged too (``ema_buffers``)."""
+    final = min(ema_momentum(cfg, 2**62), 0.999999)  # EMAHandler accepts (0, 1) only
+    return EMAHandler(gan.netG, momentum=final, handle_buffers=cfg.ema_buffers)
+
+
+def set_ema_momentum(engine: Engine, cfg: Config) -> None:
+    engine.state.ema_momentum = ema_momentum(cfg, engine.state.iteration)
 
 
 def set_data_order(engine: Engine) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 import torchsummary
 from torch import nn
+from torch.nn.utils import parametrize
 
 
 class Generator(nn.Module):
@@ -24,13 +25,13 @@ class Generator(nn.Module):
         super().__init__()
         self.nz = nz
         self.main = nn.Sequential(
-            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False),  # (N, 8 ngf, 4, 4)
             nn.BatchNorm2d(ngf * 8),
             nn.ReLU(True),
-            _up(ngf * 8, ngf * 4),
-            _up(ngf * 4, ngf * 2),
-            _up(ngf * 2, ngf),
-            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+            _up(ngf * 8, ngf * 4),  # (N, 4 ngf, 8, 8)
+            _up(ngf * 4, ngf * 2),  # (N, 2 ngf, 16, 16)
+            _up(ngf * 2, ngf),  # (N, ngf, 32, 32)
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),  # (N, nc, 64, 64)
             nn.Tanh(),
         )
 
@@ -39,18 +40,28 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Maps an image ``(N, nc, 64, 64)`` to one real/fake logit per image, shape ``(N,)``."""
+    """Maps an image ``(N, nc, 64, 64)`` to one real/fake logit per image, shape ``(N,)``.
 
-    def __init__(self, ndf: int = 64, nc: int = 3) -> None:
+    With ``spectral_norm`` every convolution's weight is divided by its largest singular value
+    (Miyato et al., 2018, through PyTorch's parametrization API) and the BatchNorm layers are
+    left out, as in that paper's DCGAN-style discriminator: spectral normalisation already
+    bounds D's Lipschitz constant, and batch statistics would make each image's score depend on
+    its batch-mates."""
+
+    def __init__(self, ndf: int = 64, nc: int = 3, spectral_norm: bool = False) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # (N, ndf, 32, 32)
             nn.LeakyReLU(0.2, inplace=True),
-            _down(ndf, ndf * 2),
-            _down(ndf * 2, ndf * 4),
-            _down(ndf * 4, ndf * 8),
-            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),
+            _down(ndf, ndf * 2, not spectral_norm),  # (N, 2 ndf, 16, 16)
+            _down(ndf * 2, ndf * 4, not spectral_norm),  # (N, 4 ndf, 8, 8)
+            _down(ndf * 4, ndf * 8, not spectral_norm),  # (N, 8 ndf, 4, 4)
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # (N, 1, 1, 1)
         )
+        if spectral_norm:
+            for module in self.main.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()
@@ -62,10 +73,10 @@ def _up(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-def _down(cin: int, cout: int) -> nn.Sequential:
+def _down(cin: int, cout: int, batch_norm: bool = True) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 4, 2, 1, bias=False),
-        nn.BatchNorm2d(cout),
+        nn.BatchNorm2d(cout) if batch_norm else nn.Identity(),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
@@ -77,7 +88,9 @@ def dcgan_weights_init(module: nn.Module) -> None:
     Use as ``model.apply(dcgan_weights_init)``.
     """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        weight = (module.parametrizations.weight.original
+                  if parametrize.is_parametrized(module, "weight") else module.weight)
+        nn.init.normal_(weight, 0.0, 0.02)
     elif isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
+                   help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
+                   "the run kept one (default)")
     args: argparse.Namespace = p.parse_args(argv)
     return run_command(lambda: serve(args))
 
@@ -108,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 def serve(args: argparse.Namespace) -> None:
     path = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
-    netG = load_generator(ckpt, resolve_device(args.device))
+    netG = load_generator(ckpt, resolve_device(args.device), args.weights)
     info = {"checkpoint": str(path), "iteration": ckpt.get("trainer", {}).get("iteration"),
+            "weights": "ema" if args.weights != "raw" and "ema" in ckpt else "raw",
             **ckpt["run_state"]["model_config"]}
     print(f"serving {path} on http://{args.host}:{args.port}/", flush=True)
     create_app(netG, info).run(host=args.host, port=args.port, threaded=True)

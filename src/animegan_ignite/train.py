@@ -21,6 +21,7 @@ from ignite.utils import manual_seed
 from torch.multiprocessing import ProcessExitedException
 from torchvision.utils import save_image
 
+from .augment import DiffAugment, parse_policy
 from .cache import default_cache_dir
 from .checkpoint import (
     RunState,
@@ -46,7 +47,7 @@ from .data import Split, iterations_per_epoch, make_split, make_train_loader
 from .download import fetch
 from .engine import GAN, Speed, build_gan, make_scalers, make_training_step
 from .evaluation import Evaluator, eval_latents
-from .handlers import RunContext, setup_handlers
+from .handlers import RunContext, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
 from .models import summarize
@@ -103,7 +104,7 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
     cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
-    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.seed, cfg.synthetic_size,
+    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
                        cfg.image_size, progress=cfg.progress, cache_dir=cache,
                        num_workers=cfg.num_workers)
     if checkpoint is not None:
@@ -172,13 +173,17 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
     """``Engine(training_step)`` for ``gan``, the handlers' context (history, checkpointers and
     loggers on the writer) and what a checkpoint saves; the handlers are not attached yet."""
     scaler_d, scaler_g = make_scalers(gan, cfg.precision)
+    augment = DiffAugment(parse_policy(cfg.diffaugment))
     trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
-                                        (scaler_d, scaler_g)))
+                                        (scaler_d, scaler_g), cfg.loss, augment or None))
     noise = fixed_noise(cfg, gan.device)
     run_state = RunState(noise, {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
                "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state}
     ctx = RunContext(cfg, run, gan, noise, run_state, is_writer, evaluator)
+    if cfg.ema:
+        ctx.ema = make_ema(cfg, gan)
+        to_save["ema"] = ctx.ema.ema_model
     if is_writer:
         ctx.history = History(run.root)
         ctx.regular = make_checkpointer(run, to_save)
@@ -192,7 +197,8 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
 def _build(plan: Plan, is_writer: bool) -> tuple[Engine, RunContext, dict[str, Any]]:
     """The networks (with their summaries) and :func:`build_trainer` around them."""
     cfg = plan.cfg
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, plan.device, cfg.sync_bn)
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
+                    lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm)
     _log_model_summaries(gan, plan.run, is_writer)
     if cfg.channels_last:
         gan.netG.to(memory_format=torch.channels_last)

@@ -1,0 +1,284 @@
+"""Which training recipe draws the best faces from the same compute: a side-by-side ablation.
+
+    python scripts/ablate.py --data-dir ../shared/data/anime-faces-64 --out ablation \\
+        --variants dcgan,diffaug,ema,diffaug_ema --seeds 1 --iterations 460 --eval-size 1000
+    python scripts/ablate.py --out ablation_demo --variants dcgan,modern --seeds 1,2   # the demo
+
+Every variant is a real training run of ``python -m animegan_ignite.train`` (its own run folder
+under --out) on the same data, held-out subset (``--split-seed``), batch, iteration budget and
+evaluation: FID of --eval-size generated images against the same --eval-size held-out real ones,
+at --eval-points evenly spaced epoch ends, the last at the end of the budget. Without
+--data-dir the variants train on the synthetic demo with its own schedule.
+
+Seconds per iteration are timed separately, in this process, on the trainer with every handler
+of a real run, with the variants taken in turns (a, b, c, a, b, c, ...) so that machine drift
+affects each alike; the median is reported.
+
+Writes into --out: ``results.json``, ``results.md`` (FID per seed, mean, ratio to ``dcgan``,
+seconds per iteration and its ratio), ``fid_curves.png`` (FID against iteration per variant and
+seed) and ``faces.png`` (each variant's final fixed-noise faces side by side). Interrupted, it
+resumes: finished runs are kept, unfinished ones continue from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from ignite.engine import Events
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+from tqdm import tqdm
+
+from animegan_ignite.config import make_config
+from animegan_ignite.data import iterations_per_epoch, make_split, make_train_loader
+from animegan_ignite.engine import build_gan
+from animegan_ignite.handlers import setup_handlers
+from animegan_ignite.history import read_history, split_history
+from animegan_ignite.rundir import RunDir
+from animegan_ignite.train import build_trainer
+
+DIFFAUG = ["--diffaugment", "color,translation"]
+EMA = ["--ema-halflife-kimg", "10", "--ema-rampup", "0.05"]
+HINGE_SN = ["--loss", "hinge", "--spectral-norm"]
+TTUR = ["--lr-g", "1e-4", "--lr-d", "4e-4"]
+# Each variant is the seed design (--recipe dcgan) plus its flags, or a named recipe.
+VARIANTS: dict[str, list[str]] = {
+    "dcgan": ["--recipe", "dcgan"],
+    "diffaug": ["--recipe", "dcgan", *DIFFAUG],
+    "diffaug_cutout": ["--recipe", "dcgan", "--diffaugment", "color,translation,cutout"],
+    "ema": ["--recipe", "dcgan", *EMA],
+    "ema_update": ["--recipe", "dcgan", *EMA, "--ema-buffers", "update"],
+    "ema_no_ramp": ["--recipe", "dcgan", "--ema-halflife-kimg", "10"],
+    "diffaug_ema": ["--recipe", "dcgan", *DIFFAUG, *EMA],
+    "diffaug_ema_hinge_sn": ["--recipe", "dcgan", *DIFFAUG, *EMA, *HINGE_SN],
+    "diffaug_ema_ttur": ["--recipe", "dcgan", *DIFFAUG, *EMA, *TTUR],
+    "all": ["--recipe", "dcgan", *DIFFAUG, *EMA, *HINGE_SN, *TTUR],
+}
+
+
+def variant_flags(name: str) -> list[str]:
+    """A variant's flags: one of VARIANTS, or ``recipe:NAME`` for a named recipe."""
+    if name.startswith("recipe:"):
+        return ["--recipe", name.split(":", 1)[1]]
+    if name not in VARIANTS:
+        raise SystemExit(f"error: unknown variant {name!r}; choose from {', '.join(VARIANTS)} "
+                         "or recipe:NAME")
+    return VARIANTS[name]
+
+
+def schedule(args: argparse.Namespace) -> list[str]:
+    """The flags every variant shares: data, split, batch, budget, evaluation."""
+    if args.data_dir is None:  # the synthetic demo's own schedule
+        return ["--inception-weights", args.inception_weights, "--split-seed", str(args.split_seed)]
+    n = len(make_split(args.data_dir, args.eval_size, args.batch_size, args.split_seed).train)
+    per_epoch = iterations_per_epoch(n, args.batch_size)
+    epochs = math.ceil(args.iterations / per_epoch)
+    every = max(1, epochs // args.eval_points)
+    return ["--data-dir", args.data_dir, "--split-seed", str(args.split_seed), "--batch-size",
+            str(args.batch_size), "--eval-size", str(args.eval_size), "--epochs", str(epochs),
+            "--eval-every", str(every), "--inception-weights", args.inception_weights, "--cache",
+            "--snapshot-every", str(max(1, epochs * per_epoch // 8))]
+
+
+def finished(run: Path) -> bool:
+    """The run trained its whole schedule (its last epoch record exists)."""
+    if not RunDir(run).config.is_file():
+        return False
+    epochs = json.loads(RunDir(run).config.read_text())["epochs"]
+    return any(r["epoch"] == epochs for r in split_history(read_history(run))[1])
+
+
+def train(run: Path, flags: list[str], bar: tqdm, label: str) -> None:
+    """One run as a real ``train`` process; an unfinished one is resumed, one that never reached
+    a checkpoint starts again. Each epoch's log line is shown above the progress bar."""
+    if RunDir(run).regular_checkpoints():
+        cmd = ["--resume", str(run), "--no-progress"]
+    else:
+        shutil.rmtree(run, ignore_errors=True)
+        cmd = [*flags, "--output-dir", str(run), "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", *cmd],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    tail = []
+    for line in proc.stderr:
+        tail = [*tail[-20:], line]
+        if line.startswith("epoch "):
+            bar.update(1)
+            tqdm.write(f"{label}: {line.strip()}")
+    if proc.wait() != 0:
+        raise SystemExit(f"error: {label} failed (status {proc.returncode}):\n{''.join(tail)}")
+
+
+def run_all(args: argparse.Namespace, shared: list[str]) -> dict[str, dict[int, Path]]:
+    runs = {v: {s: args.out / "runs" / f"{v}_seed{s}" for s in args.seeds} for v in args.variants}
+    todo = [(v, s, p) for v, by_seed in runs.items() for s, p in by_seed.items() if not finished(p)]
+    epochs = json.loads(RunDir(todo[0][2]).config.read_text())["epochs"] if todo and RunDir(
+        todo[0][2]).config.is_file() else None
+    with tqdm(total=len(todo) * (epochs or 1), desc="ablation (epochs)", unit="epoch") as bar:
+        for i, (variant, seed, path) in enumerate(todo, 1):
+            flags = [*shared, *variant_flags(variant), "--seed", str(seed), *args.extra]
+            label = f"[{i}/{len(todo)}] {variant} seed {seed}"
+            tqdm.write(f"{label}: python -m animegan_ignite.train {' '.join(flags)}")
+            if epochs is None:  # the bar's size is known once the first run wrote its config
+                epochs = make_config([*flags, "--output-dir", str(path)]).epochs
+                bar.total = len(todo) * epochs
+            train(path, flags, bar, label)
+    return runs
+
+
+def time_variants(args: argparse.Namespace, shared: list[str]) -> dict[str, float]:
+    """Median seconds per iteration of each variant's trainer (every handler of a real run,
+    evaluation off), taken in turns."""
+    samples: dict[str, list[float]] = {v: [] for v in args.variants}
+    for _ in range(args.time_repeats):
+        for variant in args.variants:
+            cfg = make_config([*shared, *variant_flags(variant), *args.extra, "--eval-every", "0",
+                               "--no-progress", "--output-dir", "unused"])
+            samples[variant].append(_seconds_per_iteration(cfg, args.time_iters))
+    return {v: statistics.median(s) for v, s in samples.items()}
+
+
+def _seconds_per_iteration(cfg, iters: int, warmup: int = 2) -> float:
+    device = torch.device("cpu" if not torch.cuda.is_available() else "cuda")
+    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed,
+                       cfg.synthetic_size, cache_dir=Path(tempfile.gettempdir()) / "ablate-cache"
+                       if cfg.data_dir else None)
+    loader = make_train_loader(split.train, cfg.batch_size, 0, cfg.seed, device=device)
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, device, lr_d=cfg.d_lr,
+                    spectral_norm=cfg.spectral_norm)
+    marks: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)
+        setup_handlers(trainer, ctx)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(
+            event_filter=lambda _, i: i in (warmup, warmup + iters)),
+            lambda _: marks.append(time.perf_counter()))
+        trainer.run(loader, max_epochs=1, epoch_length=warmup + iters)
+        ctx.history.close()
+    return (marks[1] - marks[0]) / iters
+
+
+def collect(runs: dict[str, dict[int, Path]]) -> dict[str, dict]:
+    """Each variant's FID curve per seed, from its history."""
+    out = {}
+    for variant, by_seed in runs.items():
+        curves = {}
+        for seed, path in by_seed.items():
+            epochs = split_history(read_history(path))[1]
+            curves[seed] = [(e["iteration"], e["fid"]) for e in epochs if e.get("fid") is not None]
+        out[variant] = {"curves": curves, "final_fid": {s: c[-1][1] for s, c in curves.items()},
+                        "flags": variant_flags(variant)}
+    return out
+
+
+def summarize(results: dict[str, dict], seconds: dict[str, float]) -> None:
+    base = results.get("dcgan")
+    for variant, r in results.items():
+        r["mean_fid"] = statistics.mean(r["final_fid"].values())
+        r["seconds_per_iteration"] = round(seconds[variant], 4) if variant in seconds else None
+        if base is not None:
+            r["fid_ratio_to_dcgan"] = {s: round(f / base["final_fid"][s], 3)
+                                       for s, f in r["final_fid"].items() if s in base["final_fid"]}
+            if variant in seconds and "dcgan" in seconds:
+                r["time_ratio_to_dcgan"] = round(seconds[variant] / seconds["dcgan"], 3)
+
+
+def write_markdown(results: dict[str, dict], seeds: list[int], path: Path) -> None:
+    head = ("| variant | flags | " + " | ".join(f"FID seed {s}" for s in seeds)
+            + " | mean | FID / dcgan | s / iteration | time / dcgan |")
+    lines = [head, "|" + " --- |" * (6 + len(seeds))]
+    for variant, r in results.items():
+        fids = " | ".join(f"{r['final_fid'][s]:.1f}" for s in seeds)
+        ratio = ", ".join(f"{v:.2f}" for v in r.get("fid_ratio_to_dcgan", {}).values()) or "–"
+        spi = f"{r['seconds_per_iteration']:.2f}" if r["seconds_per_iteration"] else "–"
+        flags = " ".join(f for f in r["flags"] if f not in ("--recipe", "dcgan")) or "(seed design)"
+        lines.append(f"| {variant} | `{flags}` | {fids} | {r['mean_fid']:.1f} | {ratio} | {spi} | "
+                     f"{r.get('time_ratio_to_dcgan', '–')} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def draw_curves(results: dict[str, dict], path: Path) -> None:
+    fig = Figure(figsize=(9, 5))
+    ax = fig.subplots()
+    styles = ["-", "--", ":", "-."]
+    for i, (variant, r) in enumerate(results.items()):
+        colour = f"C{i % 10}"
+        for j, (seed, curve) in enumerate(r["curves"].items()):
+            xs, ys = zip(*curve, strict=True)
+            ax.plot(xs, ys, styles[j % 4], marker="o", color=colour,
+                    label=f"{variant} (seed {seed})")
+    ax.set(xlabel="iteration", ylabel="FID (lower is better)",
+           title="FID against iteration, same data, budget and evaluation")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def draw_faces(runs: dict[str, dict[int, Path]], seed: int, path: Path) -> None:
+    """Each variant's final fixed-noise grid (the first 16 faces), labelled, side by side."""
+    tiles = []
+    for variant, by_seed in runs.items():
+        with Image.open(RunDir(by_seed[seed]).final_snapshot) as im:
+            grid = im.convert("RGB").crop((0, 0, 4 * 66 + 2, 4 * 66 + 2))  # 4x4 of the 8x8 grid
+        tile = Image.new("RGB", (grid.width, grid.height + 20), "white")
+        tile.paste(grid, (0, 20))
+        ImageDraw.Draw(tile).text((4, 4), variant, fill="black")
+        tiles.append(tile)
+    out = Image.new("RGB", (sum(t.width for t in tiles) + 6 * (len(tiles) - 1), tiles[0].height),
+                    "white")
+    x = 0
+    for tile in tiles:
+        out.paste(tile, (x, 0))
+        x += tile.width + 6
+    out.save(path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, required=True, help="results and run folders go here")
+    p.add_argument("--data-dir", help="real images (default: the synthetic demo)")
+    p.add_argument("--variants", default="dcgan,diffaug,ema,diffaug_ema",
+                   help=f"comma-separated: {', '.join(VARIANTS)}, or recipe:NAME")
+    p.add_argument("--seeds", default="1", help="training seeds, comma-separated")
+    p.add_argument("--split-seed", type=int, default=999, help="held-out subset, for every run")
+    p.add_argument("--iterations", type=int, default=460, help="budget per run (whole epochs)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-size", type=int, default=1000)
+    p.add_argument("--eval-points", type=int, default=3, help="evaluations per run")
+    p.add_argument("--inception-weights", default="pool3")
+    p.add_argument("--time-iters", type=int, default=5, help="timed iterations per repeat")
+    p.add_argument("--time-repeats", type=int, default=3)
+    p.add_argument("--extra", nargs=argparse.REMAINDER, default=[],
+                   help="further train flags for every run (put last)")
+    args = p.parse_args()
+    args.variants = args.variants.split(",")
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    for v in args.variants:
+        variant_flags(v)
+    args.out.mkdir(parents=True, exist_ok=True)
+    shared = schedule(args)
+    runs = run_all(args, shared)
+    seconds = time_variants(args, shared) if args.time_repeats else {}
+    results = collect(runs)
+    summarize(results, seconds)
+    (args.out / "results.json").write_text(json.dumps(
+        {"command": sys.argv, "shared_flags": shared, "variants": results}, indent=2))
+    write_markdown(results, args.seeds, args.out / "results.md")
+    draw_curves(results, args.out / "fid_curves.png")
+    draw_faces(runs, args.seeds[0], args.out / "faces.png")
+    print((args.out / "results.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
