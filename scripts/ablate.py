@@ -64,6 +64,11 @@ VARIANTS: dict[str, list[str]] = {
     "diffaug_ema_hinge_sn": ["--recipe", "dcgan", *DIFFAUG, *EMA, *HINGE_SN],
     "diffaug_ema_ttur": ["--recipe", "dcgan", *DIFFAUG, *EMA, *TTUR],
     "all": ["--recipe", "dcgan", *DIFFAUG, *EMA, *HINGE_SN, *TTUR],
+    "diffaug_fast_g": ["--recipe", "dcgan", *DIFFAUG, "--lr-g", "4e-4", "--lr-d", "1e-4"],
+    "diffaug_lr4": ["--recipe", "dcgan", *DIFFAUG, "--lr", "4e-4"],
+    "diffaug_ema_long": ["--recipe", "dcgan", *DIFFAUG, "--ema-halflife-kimg", "5",
+                         "--ema-rampup", "0.3"],
+    "diffaug_hinge": ["--recipe", "dcgan", *DIFFAUG, "--loss", "hinge"],
 }
 
 

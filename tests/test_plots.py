@@ -88,7 +88,7 @@ def test_tensorboard_flag_needs_tensorboard_or_logs_events(image_dir, tmp_path):
             "--output-dir", tmp_path / "run", *TINY]
     r = run_cli("train", *args)
     if importlib.util.find_spec("tensorboard") is None:
-        assert r.returncode == 2 and "pip install tensorboard" in r.stderr
+        assert r.returncode == 2 and 'pip install -e ".[tensorboard]"' in r.stderr
     else:
         assert r.returncode == 0, r.stderr
         assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 from dataclasses import dataclass, fields
@@ -21,14 +20,11 @@ import yaml
 from .augment import parse_policy
 from .cli import OneLineErrorParser, UserError
 from .rundir import read_run_config
+from .trackers import MODULES as TRACKER_NAMES
+from .trackers import missing_extra
 
 DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = (None, "gloo", "nccl")
-
-
-def tensorboard_available() -> bool:
-    """ignite's TensorboardLogger writes through tensorboard (or tensorboardX)."""
-    return any(importlib.util.find_spec(m) is not None for m in ("tensorboard", "tensorboardX"))
 
 
 class ConfigError(UserError):
@@ -63,6 +59,7 @@ class Config:
     cache_dir: str | None = None
     eval_batch_size: int = 100
     tensorboard: bool = False
+    logger: str | None = None
     cache: bool = False
     precision: str = "fp32"
     channels_last: bool = False
@@ -98,6 +95,14 @@ class Config:
     def data_seed(self) -> int:
         """Seed of the data set's train/held-out split (and of the synthetic faces)."""
         return self.seed if self.split_seed is None else self.split_seed
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The experiment trackers to log to: ``--logger`` plus ``--tensorboard``."""
+        names = [n.strip() for n in (self.logger or "").split(",") if n.strip()]
+        if self.tensorboard:
+            names.append("tensorboard")
+        return tuple(dict.fromkeys(names))
 
     @property
     def g_lr(self) -> float:
@@ -147,8 +152,12 @@ class Config:
                               f"evenly over {self.world_size} processes")
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise ConfigError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
-        if self.tensorboard and not tensorboard_available():
-            raise ConfigError("--tensorboard needs the tensorboard package: pip install tensorboard")
+        for name in self.trackers:
+            if name not in TRACKER_NAMES:
+                raise ConfigError(f"--logger {name}: unknown tracker (choose from "
+                                  f"{', '.join(TRACKER_NAMES)})")
+            if missing_extra(name):
+                raise ConfigError(missing_extra(name))
         if self.image_size != 64:
             raise ConfigError("--image-size: the DCGAN architecture here draws 64x64 images only")
         self._validate_recipe()
@@ -258,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "GradScaler, the T4 path: T4s have no bf16)")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
+    p.add_argument("--logger", help="experiment trackers, any of tensorboard,wandb,mlflow "
+                   "(comma-separated; each an optional extra: pip install -e '.[wandb]')")
     p.add_argument("--tensorboard", action="store_true",
-                   help="also log to TensorBoard (RUN_DIR/tensorboard; needs tensorboard installed)")
+                   help="also log to TensorBoard (the same as --logger tensorboard)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars (for logs)")
     p.add_argument("--recipe", help=f"training recipe: {', '.join(RECIPES)} (default "

@@ -123,6 +123,24 @@ class RealStats:
     def __init__(self, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
         self.mu, self.sigma, self.n = mu, sigma, n
 
+    def save(self, path: str | Path, backbone: str) -> None:
+        """As pytorch-fid writes statistics (``mu``, ``sigma``), plus ``n`` and the backbone."""
+        atomic_write(path, lambda f: np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n,
+                                              backbone=backbone))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RealStats:
+        """Statistics in pytorch-fid's ``.npz`` format (``mu``, ``sigma``; ``n`` if present).
+        Raises ValueError for a file that is not one."""
+        with np.load(path) as z:
+            if "mu" not in z or "sigma" not in z:
+                raise ValueError(f"it holds {sorted(z.files)}, not mu and sigma")
+            mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
+            n = int(z["n"]) if "n" in z else 0
+        if mu.shape != (NUM_FEATURES,) or sigma.shape != (NUM_FEATURES, NUM_FEATURES):
+            raise ValueError(f"mu {mu.shape} / sigma {sigma.shape} are not 2048-d pool3 statistics")
+        return cls(mu, sigma, n)
+
     @staticmethod
     def cache_key(dataset: Dataset, backbone: Backbone, image_size: int) -> str:
         return _digest([dataset_fingerprint(dataset), backbone.name, RESIZE_RULE, image_size])
@@ -181,20 +199,32 @@ def _broadcast_stats(stats: RealStats | None) -> RealStats | None:
     return RealStats(mu.numpy(), sigma.numpy(), int(n.item()))
 
 
-def _embed_real(dataset: Dataset, backbone: Backbone, device: torch.device, batch_size: int,
-                progress: bool) -> FeatureStats:
+def embed_dataset(dataset: Dataset, backbone: Backbone, device: torch.device, batch_size: int,
+                  progress: bool = False, desc: str = "embedding images",
+                  keep_logits: bool = False) -> tuple[FeatureStats, torch.Tensor | None]:
+    """Every image of ``dataset`` (``(image in [-1, 1], label)`` pairs) through the backbone
+    once, this process's contiguous share of them: running feature statistics (summed over the
+    processes) and, with ``keep_logits``, this share's logits."""
     share = Subset(dataset, list(rank_block(len(dataset), idist.get_rank(), idist.get_world_size())))
     stats = FeatureStats.empty(NUM_FEATURES, device)
+    logits = [torch.zeros(0, NUM_CLASSES, dtype=torch.float64, device=device)]
     # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the global
     # RNG would make training depend on whether the real statistics came from the cache.
     loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=0,
                         generator=torch.Generator())
     show = progress and idist.get_rank() == 0
-    for images, _ in tqdm(loader, desc="embedding held-out real images (once)", disable=not show,
-                          leave=False):
-        features, _ = backbone.embed(to_uint8(images).to(device))
+    for images, _ in tqdm(loader, desc=desc, disable=not show, leave=False):
+        features, batch_logits = backbone.embed(to_uint8(images).to(device))
         stats.update(features)
-    return _all_reduce_stats(stats)
+        if keep_logits and batch_logits is not None:
+            logits.append(batch_logits.double())
+    return _all_reduce_stats(stats), torch.cat(logits) if keep_logits else None
+
+
+def _embed_real(dataset: Dataset, backbone: Backbone, device: torch.device, batch_size: int,
+                progress: bool) -> FeatureStats:
+    return embed_dataset(dataset, backbone, device, batch_size, progress,
+                         desc="embedding held-out real images (once)")[0]
 
 
 class Evaluator:
@@ -238,20 +268,26 @@ class Evaluator:
             is_unavailable=self.is_unavailable)
 
     def _embed_generated(self, netG: nn.Module, block: range) -> tuple[FeatureStats, torch.Tensor]:
-        """Generate this process's block of images in batches (G in eval mode) and embed each
-        image once: features into running statistics, logits kept for IS."""
-        stats = FeatureStats.empty(NUM_FEATURES, self.device)
-        logits = [torch.zeros(0, NUM_CLASSES, dtype=torch.float64, device=self.device)]
-        with eval_mode(netG) as g:
-            for i in tqdm(range(block.start, block.stop, self.batch_size), leave=False,
-                          desc="evaluating FID/IS",
-                          disable=not (self.progress and idist.get_rank() == 0)):
-                z = self.latents[i:min(i + self.batch_size, block.stop)].to(self.device)
-                features, batch_logits = self.backbone.embed(to_uint8(g(z)))
-                stats.update(features)
-                if batch_logits is not None:
-                    logits.append(batch_logits.double())
-        return stats, torch.cat(logits)
+        return embed_generator(netG, self.latents[block.start:block.stop], self.backbone,
+                               self.device, self.batch_size, self.progress)
+
+
+def embed_generator(netG: nn.Module, latents: torch.Tensor, backbone: Backbone,
+                    device: torch.device, batch_size: int, progress: bool = False
+                    ) -> tuple[FeatureStats, torch.Tensor]:
+    """G(latents) in batches (G in eval mode), each image embedded once: feature statistics of
+    this process's images, and their logits for IS (an empty tensor without a classifier)."""
+    stats = FeatureStats.empty(NUM_FEATURES, device)
+    logits = [torch.zeros(0, NUM_CLASSES, dtype=torch.float64, device=device)]
+    with eval_mode(netG) as g:
+        for i in tqdm(range(0, latents.shape[0], batch_size), leave=False,
+                      desc="evaluating FID/IS", disable=not (progress and idist.get_rank() == 0)):
+            z = latents[i:i + batch_size].to(device)
+            features, batch_logits = backbone.embed(to_uint8(g(z)))
+            stats.update(features)
+            if batch_logits is not None:
+                logits.append(batch_logits.double())
+    return stats, torch.cat(logits)
 
 
 def eval_latents(n: int, nz: int, seed: int) -> torch.Tensor:

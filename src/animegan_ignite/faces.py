@@ -13,12 +13,24 @@ from torchvision.utils import make_grid
 
 from .models import sample
 
-MAX_FACES = 256
+MAX_FACES = 256  # in one grid picture
+BLOCK = 1024  # latents are drawn in blocks, each from its own seed
 
 
-def latents(n: int, nz: int, seed: int) -> torch.Tensor:
-    """``n`` latent vectors that depend only on ``seed`` (and not on the device)."""
-    return torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed))
+def _block(nz: int, seed: int, k: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
+    return torch.randn(BLOCK, nz, 1, 1, generator=gen)
+
+
+def latents(n: int, nz: int, seed: int, start: int = 0) -> torch.Tensor:
+    """Latent vectors ``start .. start + n - 1`` of ``seed``'s endless sequence. Vector ``i``
+    depends only on (seed, i), never on the device or on how many are drawn at once, so any
+    range can be drawn (or drawn again after an interruption) on its own."""
+    if n <= 0:
+        return torch.zeros(0, nz, 1, 1)
+    first, last = start // BLOCK, (start + n - 1) // BLOCK
+    blocks = torch.cat([_block(nz, seed, k) for k in range(first, last + 1)])
+    return blocks[start - first * BLOCK:start - first * BLOCK + n]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:

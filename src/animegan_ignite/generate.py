@@ -1,11 +1,14 @@
-"""``python -m animegan_ignite.generate``: faces from a trained generator.
+"""``animegan-generate`` (``python -m animegan_ignite.generate``): faces from a trained generator.
 
     python -m animegan_ignite.generate --checkpoint RUN_DIR --grid faces.png --num 64 --seed 7
-    python -m animegan_ignite.generate --checkpoint RUN_DIR --out-dir faces/ --num 100
+    python -m animegan_ignite.generate --checkpoint RUN_DIR --out-dir faces/ --num 50000
     python -m animegan_ignite.generate --checkpoint RUN_DIR --interpolate 30 --gif walk.gif
     python -m animegan_ignite.generate --checkpoint RUN_DIR --export torchscript --output G.pt
 
-The same checkpoint and seed give the same pixels on the same device.
+The same checkpoint and seed give the same pixels on the same device. ``--out-dir`` writes any
+number of faces, batch by batch as they are drawn (memory does not grow with the count), as
+``face_<seed>_<index>.png``; face ``i`` depends only on the seed and ``i``, so an interrupted
+call run again keeps the files already written and draws only the missing ones.
 """
 
 from __future__ import annotations
@@ -16,10 +19,14 @@ import warnings
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, load_generator
 from .cli import OneLineErrorParser, UserError, resolve_device, run_command
 from .faces import MAX_FACES, grid, latents, render, save_gif, to_pil, walk
+from .rundir import atomic_write
+
+MAX_FILES = 10_000_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="checkpoint file or run directory (latest)")
     p.add_argument("--grid", help="write one PNG grid of the faces here")
     p.add_argument("--out-dir", help="write each face as its own PNG into this folder")
-    p.add_argument("--num", type=int, default=64, help=f"faces to draw, 1..{MAX_FACES} (default 64)")
+    p.add_argument("--num", type=int, default=64, help=f"faces to draw (default 64; a grid holds "
+                   f"at most {MAX_FACES}, --out-dir any number up to {MAX_FILES:,})")
+    p.add_argument("--batch-size", type=int, default=256, help="faces per forward pass (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
     p.add_argument("--interpolate", type=int, metavar="STEPS",
                    help="walk from --seed's face to --seed+1's in STEPS frames (with --gif)")
@@ -45,8 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> None:
     if not (args.grid or args.out_dir or args.interpolate or args.export):
         raise UserError("nothing to do: give --grid, --out-dir, --interpolate or --export")
-    if not 1 <= args.num <= MAX_FACES:
-        raise UserError(f"--num must be in 1..{MAX_FACES}, got {args.num}")
+    if not 1 <= args.num <= (MAX_FILES if args.out_dir and not args.grid else MAX_FACES):
+        limit = (f"1..{MAX_FACES} for --grid (draw more with --out-dir)" if args.grid
+                 else f"1..{MAX_FILES}")
+        raise UserError(f"--num must be in {limit}, got {args.num}")
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.interpolate is not None and (args.interpolate < 2 or not args.gif):
         raise UserError("--interpolate STEPS needs STEPS >= 2 and --gif OUT.gif")
     if args.export and not args.output:
@@ -84,24 +97,49 @@ def generate(args: argparse.Namespace) -> None:
     _check(args)
     device = resolve_device(args.device)
     netG = load_generator(load_checkpoint(args.checkpoint), device, args.weights)
-    if args.grid or args.out_dir:
-        faces = render(netG, latents(args.num, netG.nz, args.seed))
-        if args.grid:
-            Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-            grid(faces).save(args.grid)
-            print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
-        if args.out_dir:
-            out = Path(args.out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            for i, face in enumerate(faces):
-                to_pil(face).save(out / f"face_{args.seed}_{i:04d}.png")
-            print(f"wrote {args.num} faces to {out}")
+    if args.grid:
+        Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
+        grid(render(netG, latents(args.num, netG.nz, args.seed))).save(args.grid)
+        print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
+    if args.out_dir:
+        write_faces(netG, Path(args.out_dir), args.num, args.seed, args.batch_size)
     if args.interpolate:
         save_gif(walk(netG, args.seed, args.seed + 1, args.interpolate), args.gif)
         print(f"wrote {args.gif} ({args.interpolate} frames, seed {args.seed} -> {args.seed + 1})")
     if args.export:
         export(netG, args.export, Path(args.output))
         print(f"wrote {args.output} ({args.export})")
+
+
+def face_file(out: Path, seed: int, index: int) -> Path:
+    return out / f"face_{seed}_{index:07d}.png"
+
+
+def write_faces(netG: torch.nn.Module, out: Path, num: int, seed: int, batch_size: int) -> None:
+    """Faces 0 .. num-1 of ``seed`` as PNG files, those not already there, a batch at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(num) if not face_file(out, seed, i).exists()]
+    with tqdm(total=num, initial=num - len(missing), desc="drawing faces", unit="face") as bar:
+        for chunk in _runs(missing, batch_size):
+            faces = render(netG, latents(len(chunk), netG.nz, seed, start=chunk[0]))
+            for i, face in zip(chunk, faces, strict=True):
+                image = to_pil(face)
+                atomic_write(face_file(out, seed, i), lambda f, im=image: im.save(f, format="PNG"),
+                             durable=False)
+            bar.update(len(chunk))
+    print(f"{out}: faces 0..{num - 1} of seed {seed} ({len(missing)} drawn now, "
+          f"{num - len(missing)} already there)")
+
+
+def _runs(indices: list[int], size: int) -> list[list[int]]:
+    """Consecutive indices in chunks of at most ``size`` (a chunk never spans a gap)."""
+    chunks: list[list[int]] = []
+    for i in indices:
+        if chunks and chunks[-1][-1] == i - 1 and len(chunks[-1]) < size:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from .checkpoint import CheckpointError, load_checkpoint, load_generator
+from .cli import OneLineErrorParser
 from .history import read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write
@@ -241,9 +241,9 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python scripts/plot_metrics.py RUN_DIR [--out DIR]``; returns the exit status."""
-    p = argparse.ArgumentParser(prog="plot_metrics.py",
-                                description="Redraw every plot of a run from its saved files.")
+    """``animegan-plot RUN_DIR [--out DIR]`` (also ``python scripts/plot_metrics.py``); returns
+    the exit status."""
+    p = OneLineErrorParser(description="Redraw every plot of a run from its saved files.")
     p.add_argument("run_dir", help="a run directory (holds config.json / history.jsonl)")
     p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
     args = p.parse_args(argv)

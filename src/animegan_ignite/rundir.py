@@ -40,17 +40,20 @@ class RunDirError(UserError):
     """The run directory cannot be used; the message says why and what to do."""
 
 
-def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """``write(file)`` into a temporary file beside ``path``, flushed to disk, then renamed over
-    ``path``: readers see the old file or the new one, never a partial one. On any failure
-    (a full disk, Ctrl-C) the temporary file is removed and the old file is left as it was."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], durable: bool = True) -> None:
+    """``write(file)`` into a temporary file beside ``path``, then renamed over ``path``:
+    readers see the old file or the new one, never a partial one. On any failure (a full disk,
+    Ctrl-C) the temporary file is removed and the old file is left as it was. ``durable``
+    flushes the data to the disk before the rename (a power cut then cannot leave an empty
+    file); thousands of small files a second skip it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

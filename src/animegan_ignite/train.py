@@ -52,7 +52,7 @@ from .history import History
 from .inception import load_backbone
 from .models import summarize
 from .rundir import RunDir, atomic_write, new_run_dir, write_json_atomic, write_text_atomic
-from .tensorboard_log import TensorboardRunLogger
+from .trackers import make_trackers
 
 logger = logging.getLogger("animegan_ignite")
 DEMO_NOTE = (
@@ -188,9 +188,8 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
         ctx.history = History(run.root)
         ctx.regular = make_checkpointer(run, to_save)
         ctx.best = make_best_checkpointer(run, to_save)
-        if cfg.tensorboard:
-            ctx.loggers.append(TensorboardRunLogger(run, ctx.sampler_net, noise,
-                                                    cfg.snapshot_every))
+        ctx.loggers = make_trackers(cfg.trackers, cfg.to_dict(), run, ctx.sampler_net, noise,
+                                    cfg.snapshot_every)
     return trainer, ctx, to_save
 
 

@@ -1,0 +1,179 @@
+"""Experiment trackers (``--logger tensorboard,wandb,mlflow``) through ignite's own loggers:
+``TensorboardLogger``, ``WandBLogger`` and ``MLflowLogger``. Each gets the run's config as
+parameters, the losses and D outputs every iteration (``train/…``), each epoch record's numbers
+(``epoch/fid``, ``epoch/is_mean``, timings, …), the fixed-noise grid as an image every
+``--snapshot-every`` iterations, and at the end the latest checkpoint and the summary figure as
+artifacts where the tracker has them. Only rank 0 creates one.
+
+Each tracker is an optional extra; :func:`missing_extra` names the install command.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from torchvision.utils import make_grid
+
+from .engine import OUTPUT_KEYS
+from .models import sample
+from .rundir import RunDir
+
+EPOCH_KEYS = ("fid", "is_mean", "is_std", "loss_d", "loss_g", "train_seconds", "eval_seconds")
+MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
+           "mlflow": ("mlflow",)}
+PROJECT = "animegan-ignite"
+
+
+def missing_extra(name: str) -> str | None:
+    """Why tracker ``name`` cannot be used here (its package is not installed), or None."""
+    if any(importlib.util.find_spec(m) is not None for m in MODULES[name]):
+        return None
+    return f'--logger {name} needs the {MODULES[name][0]} package: pip install -e ".[{name}]"'
+
+
+class Tracker:
+    """What every tracker logs and when; subclasses say how."""
+
+    def __init__(self, run: RunDir, netG: torch.nn.Module, fixed_noise: torch.Tensor,
+                 snapshot_every: int) -> None:
+        self.run, self.netG, self.fixed_noise = run, netG, fixed_noise
+        self.snapshot_every = snapshot_every
+
+    def attach(self, trainer: Engine) -> None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._log_outputs)
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.snapshot_every),
+                                  self._log_snapshot)
+
+    def _log_outputs(self, engine: Engine) -> None:
+        self.log_scalars({f"train/{k}": engine.state.output[k] for k in OUTPUT_KEYS},
+                         engine.state.iteration)
+
+    def _log_snapshot(self, engine: Engine) -> None:
+        grid = make_grid(sample(self.netG, self.fixed_noise), nrow=8, normalize=True,
+                         value_range=(-1, 1))
+        image = (grid.permute(1, 2, 0) * 255).round().byte().numpy()
+        self.log_image("fixed_noise", image, engine.state.iteration)
+
+    def log_epoch(self, record: dict[str, Any]) -> None:
+        self.log_scalars({f"epoch/{k}": record[k] for k in EPOCH_KEYS if record.get(k) is not None},
+                         record["iteration"])
+
+    def close(self) -> None:
+        """The run's results as artifacts, then the tracker's own end."""
+        found = self.run.regular_checkpoints()
+        files = [found[-1][1]] if found else []
+        summary = self.run.plots / "summary.png"
+        self.log_files([*files, *([summary] if summary.is_file() else [])])
+        self.finish()
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None:
+        raise NotImplementedError
+
+    def log_files(self, paths: list[Path]) -> None:
+        """Artifacts; trackers without them keep nothing."""
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+
+class TensorboardTracker(Tracker):
+    """``RUN_DIR/tensorboard`` event files; the config as text (TensorBoard keeps no files)."""
+
+    def __init__(self, config: dict[str, Any], *args: Any) -> None:
+        super().__init__(*args)
+        from ignite.handlers import TensorboardLogger
+
+        self.logger = TensorboardLogger(log_dir=str(self.run.tensorboard))
+        self.logger.writer.add_text("config", f"```\n{json.dumps(config, indent=2)}\n```")
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        for key, value in values.items():
+            self.logger.writer.add_scalar(key, value, step)
+
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None:
+        self.logger.writer.add_image(key, image, step, dataformats="HWC")
+
+    def finish(self) -> None:
+        self.logger.close()
+
+
+class WandbTracker(Tracker):
+    """A W&B run in project ``$WANDB_PROJECT`` (default animegan-ignite), named after the run
+    folder, its files under ``RUN_DIR/wandb`` (``WANDB_MODE=offline`` keeps them there until
+    ``wandb sync``). Each start or resume of the run is one W&B run, grouped by the run folder."""
+
+    def __init__(self, config: dict[str, Any], *args: Any) -> None:
+        super().__init__(*args)
+        from ignite.handlers import WandBLogger
+
+        self.logger = WandBLogger(project=os.environ.get("WANDB_PROJECT", PROJECT),
+                                  name=self.run.root.name, group=self.run.root.name,
+                                  dir=str(self.run.root), config=config)
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        self.logger.log(values, step=step)
+
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None:
+        self.logger.log({key: self.logger.Image(image)}, step=step)
+
+    def log_files(self, paths: list[Path]) -> None:
+        if paths:
+            artifact = self.logger.Artifact(f"{self.run.root.name}-results", type="model")
+            for path in paths:
+                artifact.add_file(str(path))
+            self.logger.log_artifact(artifact)
+
+    def finish(self) -> None:
+        self.logger.close()
+
+
+class MlflowTracker(Tracker):
+    """An MLflow run in experiment animegan-ignite at ``$MLFLOW_TRACKING_URI``, or by default
+    in a local file store ``RUN_DIR/mlruns`` (MLflow keeps file stores in maintenance mode;
+    this opts in to one, as the run folder is where a run's files live)."""
+
+    def __init__(self, config: dict[str, Any], *args: Any) -> None:
+        super().__init__(*args)
+        import mlflow
+        from ignite.handlers import MLflowLogger
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (self.run.root.resolve() / "mlruns").as_uri()
+        if uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(PROJECT)
+        self.logger = MLflowLogger(tracking_uri=uri)
+        self.logger.set_tag("mlflow.runName", self.run.root.name)
+        self.logger.log_params({k: str(v) for k, v in config.items()})
+
+    def log_scalars(self, values: dict[str, float], step: int) -> None:
+        self.logger.log_metrics(values, step=step)
+
+    def log_image(self, key: str, image: np.ndarray, step: int) -> None:
+        self.logger.log_image(image, key=key, step=step)
+
+    def log_files(self, paths: list[Path]) -> None:
+        for path in paths:
+            self.logger.log_artifact(str(path))
+
+    def finish(self) -> None:
+        self.logger.close()
+
+
+TRACKERS = {"tensorboard": TensorboardTracker, "wandb": WandbTracker, "mlflow": MlflowTracker}
+
+
+def make_trackers(names: tuple[str, ...], config: dict[str, Any], run: RunDir,
+                  netG: torch.nn.Module, fixed_noise: torch.Tensor,
+                  snapshot_every: int) -> list[Tracker]:
+    return [TRACKERS[n](config, run, netG, fixed_noise, snapshot_every) for n in names]

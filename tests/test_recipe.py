@@ -1,0 +1,208 @@
+"""The training recipe options: DiffAugment, hinge loss, spectral norm, TTUR, EMA of G, and the
+seed design kept exactly under ``--recipe dcgan``."""
+
+import signal
+
+import pytest
+import torch
+from helpers import TINY, checkpoint_names, run_cli, start_cli, wait_for_iteration, write_images
+
+from animegan_ignite.augment import DiffAugment, color, cut, cutout, parse_policy, translate, translation
+from animegan_ignite.config import Config, make_config
+from animegan_ignite.engine import LOSSES, build_gan, make_training_step
+from animegan_ignite.handlers import ema_momentum
+from animegan_ignite.history import read_history, split_history
+from animegan_ignite.models import Discriminator, dcgan_weights_init
+
+# --- DiffAugment -----------------------------------------------------------------------------
+
+
+def test_translation_moves_each_image_by_its_own_offset_with_zeros_shifted_in():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8) + 1
+    out = translate(x, torch.tensor([2, -1]), torch.tensor([-3, 0]))
+    assert torch.equal(out[0, :, 2:, :5], x[0, :, :6, 3:])  # down 2, left 3
+    assert (out[0, :, :2] == 0).all() and (out[0, :, :, 5:] == 0).all()
+    assert torch.equal(out[1, :, :7], x[1, :, 1:]) and (out[1, :, 7] == 0).all()  # up 1
+
+
+def test_random_translation_stays_within_an_eighth_and_differs_per_image():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 16, 16)
+    x[:, :, 8, 8] = 1  # one bright pixel per image
+    out = translation(x)
+    pos = torch.stack(torch.where(out[:, 0] == 1)[1:], 1) - 8
+    assert pos.shape == (64, 2) and pos.abs().max() <= 2  # 16 / 8
+    assert len({tuple(p.tolist()) for p in pos}) > 5
+
+
+def test_cutout_zeroes_one_square_of_half_the_size():
+    x = torch.ones(1, 3, 8, 8)
+    out = cut(x, torch.tensor([4]), torch.tensor([4]), 4)
+    assert (out[0, :, 2:6, 2:6] == 0).all() and out.sum() == 3 * (64 - 16)
+    torch.manual_seed(1)
+    zeroed = (cutout(torch.ones(32, 3, 64, 64)) == 0).float().sum(dim=(1, 2, 3)) / 3
+    assert (zeroed <= 32 * 32).all() and (zeroed > 0).all()
+
+
+def test_color_keeps_shape_and_the_paper_ranges():
+    torch.manual_seed(2)
+    x = torch.rand(256, 3, 16, 16) * 2 - 1
+    out = color(x)
+    assert out.shape == x.shape and out.dtype == x.dtype
+    shift = (out - x).mean(dim=(1, 2, 3))
+    assert shift.std() > 0.05  # each image gets its own draw
+    grey = torch.zeros(1, 3, 4, 4)  # saturation and contrast keep a flat grey image flat
+    flat = color(grey)
+    assert torch.allclose(flat, flat.flatten()[0].expand_as(flat)) and flat.abs().max() <= 0.5
+
+
+def test_gradients_reach_the_generator_through_every_augmentation():
+    torch.manual_seed(3)
+    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    fake = gan.netG(torch.randn(4, 16, 1, 1))
+    DiffAugment(parse_policy("color,translation,cutout"))(fake).sum().backward()
+    grads = [p.grad for p in gan.netG.parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_policy_names_are_checked():
+    assert parse_policy("translation, color") == ("translation", "color")
+    assert not DiffAugment(parse_policy(None))
+    with pytest.raises(ValueError, match="unknown DiffAugment policy zoom"):
+        parse_policy("color,zoom")
+
+
+# --- losses, spectral norm, TTUR, EMA schedule ----------------------------------------------
+
+
+def test_hinge_and_bce_losses_on_known_logits():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
+    d_hinge, g_hinge = LOSSES["hinge"]
+    assert d_hinge(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+    assert g_hinge(fake).item() == pytest.approx(1.5)
+    d_bce, g_bce = LOSSES["bce"]
+    expected = torch.nn.BCEWithLogitsLoss()
+    assert d_bce(real, fake).item() == pytest.approx(
+        (expected(real, torch.ones(2)) + expected(fake, torch.zeros(2))).item())
+    assert g_bce(fake).item() == pytest.approx(expected(fake, torch.ones(2)).item())
+
+
+def test_spectral_norm_discriminator_has_no_batchnorm_and_unit_spectral_norms():
+    torch.manual_seed(4)
+    d = Discriminator(8, spectral_norm=True)
+    d.apply(dcgan_weights_init)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    original = d.main[0].parametrizations.weight.original
+    assert abs(original.std().item() - 0.02) < 0.005  # the DCGAN init reached the raw weight
+    for _ in range(30):  # power iterations run in training-mode forwards
+        d(torch.randn(2, 3, 64, 64))
+    d.eval()
+    sigma = torch.linalg.matrix_norm(d.main[0].weight.flatten(1), ord=2)
+    assert sigma.item() == pytest.approx(1.0, rel=0.05)
+
+
+def test_ttur_gives_each_optimizer_its_rate_and_lr_alone_sets_both(tmp_path):
+    gan = build_gan(16, 8, 8, 1e-4, 0.5, torch.device("cpu"), lr_d=4e-4)
+    assert gan.optG.param_groups[0]["lr"] == 1e-4 and gan.optD.param_groups[0]["lr"] == 4e-4
+    cfg = make_config(["--lr", "3e-4", "--lr-d", "5e-4"])
+    assert (cfg.g_lr, cfg.d_lr) == (3e-4, 5e-4)
+
+
+def test_ema_half_life_ramps_up_with_the_images_seen():
+    cfg = Config(batch_size=128, ema_halflife_kimg=10, ema_rampup=0.05)
+    assert ema_momentum(cfg, 1) > 0.999  # the start: the average follows G closely
+    # after 460 iterations the half-life is 0.05 * 58,880 images, about 23 iterations
+    assert ema_momentum(cfg, 460) == pytest.approx(1 - 0.5 ** (128 / (0.05 * 460 * 128)))
+    assert ema_momentum(cfg, 10**6) == pytest.approx(1 - 0.5 ** (128 / 10_000))  # 10 kimg cap
+    assert ema_momentum(Config(batch_size=128, ema_halflife_kimg=10), 1) == pytest.approx(
+        1 - 0.5 ** (128 / 10_000))
+
+
+# --- through the real command line ------------------------------------------------------------
+
+GOLDEN_DCGAN = [  # the first six iterations of the seed design before recipes existed
+    # (commit be83f5b, `train --data-dir D --epochs 1 --eval-size 16 --ngf 8 --ndf 8
+    #  --batch-size 8 --num-workers 0 --eval-every 0` on write_images(D, 120, ext=".png"))
+    [1.4129469394683838, 1.0671671628952026, 0.43880799412727356, 0.43059027194976807, 0.35093724727630615],
+    [1.3257139921188354, 1.0770330429077148, 0.4669896960258484, 0.41345497965812683, 0.347023069858551],
+    [1.3980625867843628, 1.0181293487548828, 0.4524959921836853, 0.43744733929634094, 0.37190067768096924],
+    [1.324958324432373, 1.1146026849746704, 0.44854170083999634, 0.38854745030403137, 0.33485594391822815],
+    [1.4099363088607788, 0.9572836756706238, 0.4614166021347046, 0.4563869833946228, 0.39154064655303955],
+    [1.2358242273330688, 1.0506885051727295, 0.5166914463043213, 0.42499110102653503, 0.35992053151130676],
+]
+
+
+def test_recipe_dcgan_gives_the_seed_designs_losses(tmp_path):
+    write_images(tmp_path / "data", 120, ext=".png")
+    r = run_cli("train", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "run",
+                "--epochs", "1", "--eval-size", "16", "--eval-every", "0", "--recipe", "dcgan",
+                *TINY)
+    assert r.returncode == 0, r.stderr
+    iters = split_history(read_history(tmp_path / "run"))[0][:6]
+    got = [x[k] for x in iters for k in ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2")]
+    assert got == pytest.approx([v for row in GOLDEN_DCGAN for v in row], rel=1e-4)
+
+
+FULL = ["--loss", "hinge", "--spectral-norm", "--lr-g", "1e-4", "--lr-d", "4e-4",
+        "--diffaugment", "color,translation,cutout", "--ema-halflife-kimg", "0.5",
+        "--ema-rampup", "0.05"]
+SLOW = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0", "--no-progress",
+        "--eval-size", "32", "--eval-every", "0"]
+
+
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_ema_weights(big_dir, tmp_path):
+    args = ["--data-dir", big_dir, "--epochs", "3", *SLOW, *FULL]
+    assert run_cli("train", *args, "--output-dir", tmp_path / "whole").returncode == 0
+    proc = start_cli([*args, "--output-dir", tmp_path / "cut"])
+    wait_for_iteration(tmp_path / "cut", 12, proc)  # inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    r = run_cli("train", "--resume", tmp_path / "cut")
+    assert r.returncode == 0, r.stderr
+    whole, cut_run = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_27.pt")
+                      for run in ("whole", "cut"))
+    for key in ("ema", "netG", "netD"):
+        assert whole[key].keys() == cut_run[key].keys()
+        assert all(torch.equal(whole[key][k], cut_run[key][k]) for k in whole[key]), key
+    assert not all(torch.equal(whole["ema"][k], whole["netG"][k]) for k in whole["ema"])
+
+
+def test_the_full_recipe_trains_from_the_cache_in_bf16_and_generates_from_either_weights(
+        image_dir, tmp_path):
+    run = tmp_path / "run"
+    r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+                "--eval-size", "16", "--inception-weights", "pool3", "--cache", "--cache-dir",
+                tmp_path / "cache", "--precision", "bf16", *TINY, *FULL)
+    assert r.returncode == 0, r.stderr
+    (epoch,) = split_history(read_history(run))[1]
+    assert epoch["fid"] > 0  # evaluated on the EMA generator
+    ckpt = torch.load(run / "checkpoints" / checkpoint_names(run)[-1])
+    assert "ema" in ckpt and "parametrizations.weight.original" in "".join(ckpt["netD"])
+    for weights in ("ema", "raw"):
+        r = run_cli("generate", "--checkpoint", run, "--grid", tmp_path / f"{weights}.png",
+                    "--num", "4", "--weights", weights)
+        assert r.returncode == 0, r.stderr
+    assert (tmp_path / "ema.png").read_bytes() != (tmp_path / "raw.png").read_bytes()
+
+
+def test_asking_for_ema_weights_of_a_run_without_ema_is_a_one_line_error(image_dir, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+                   "--eval-size", "16", "--eval-every", "0", "--recipe", "dcgan",
+                   *TINY).returncode == 0
+    r = run_cli("generate", "--checkpoint", run, "--grid", tmp_path / "g.png", "--weights", "ema")
+    assert r.returncode == 2 and "has no EMA generator" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_each_step_of_the_full_recipe_updates_both_networks(image_dir):
+    from animegan_ignite.data import make_split, make_train_loader
+
+    torch.manual_seed(0)
+    gan = build_gan(16, 8, 8, 1e-4, 0.5, torch.device("cpu"), lr_d=4e-4, spectral_norm=True)
+    batch = next(iter(make_train_loader(make_split(str(image_dir), 16, 8, 0).train, 8, 0, 0)))
+    before = [p.clone() for p in gan.netG.parameters()]
+    step = make_training_step(gan, loss="hinge", augment=DiffAugment(parse_policy("color,translation")))
+    out = step(None, batch)
+    assert set(out) == {"loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"}
+    assert any(not torch.equal(a, b) for a, b in zip(before, gan.netG.parameters(), strict=True))
