@@ -83,7 +83,7 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
 
 @pytest.mark.parametrize("argv, fragment", [
     (["--num", "0", "--grid", "x.png"], "--num must be in"),
-    (["--interpolate", "5"], "needs STEPS >= 2 and --gif"),
+    (["--interpolate", "5"], "needs 2 <= STEPS <= 10000 and --gif"),
     ([], "nothing to do"),
 ])
 def test_generate_bad_flags_exit_2(run_dir, tmp_path, argv, fragment):

@@ -165,10 +165,17 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A checkpoint file, or a run directory's latest regular checkpoint."""
     path = Path(path)
     if path.is_dir():
-        found = RunDir(path).regular_checkpoints()
-        if not found:
-            raise CheckpointError(f"{path}: no checkpoints/checkpoint_<iteration>.pt in this folder")
-        return found[-1][1]
+        run = RunDir(path)
+        found = run.regular_checkpoints()
+        if found:
+            return found[-1][1]
+        if run.config.is_file():
+            raise CheckpointError(
+                f"{path}: this run has no checkpoint yet (it stopped before its first epoch "
+                f"ended), so there is nothing to continue; start it again with: python -m "
+                f"animegan_ignite.train --config {run.config} --output-dir {path} --force")
+        raise CheckpointError(f"{path}: no checkpoints/checkpoint_<iteration>.pt in this folder; "
+                              "give a run folder or a checkpoint file")
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file or run directory")
     return path

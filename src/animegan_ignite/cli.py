@@ -2,18 +2,22 @@
 resolution, and the wrapper that turns a user error into one line on stderr and exit status 2.
 
 Exit statuses of every command: 0 done, 2 user error (bad flag, path, data, checkpoint),
-3 training diverged (a NaN or infinite loss), 130 interrupted (Ctrl-C).
+3 training diverged (a NaN or infinite loss), 4 a file could not be written (a full disk, a
+read-only file system), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 3, 130
+EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 class UserError(ValueError):
@@ -43,14 +47,69 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def check_output_path(path: str | Path, flag: str, folder: bool = False,
+                      extensions: tuple[str, ...] | None = None) -> Path:
+    """A place a command may write: not under a file, in a writable folder, with a file name
+    that says its format. Raises :class:`UserError` before anything is written."""
+    path = Path(path)
+    if extensions and path.suffix.lower() not in extensions:
+        raise UserError(f"{flag} {path}: the file name must end in {' or '.join(extensions)}, "
+                        "which says the format to write")
+    if path.exists() and path.is_dir() != folder:
+        raise UserError(f"{flag} {path}: is a {'file' if folder else 'folder'}, not a "
+                        f"{'folder' if folder else 'file'}")
+    for place in ([path] if folder else []) + list(path.absolute().parents):
+        if place.exists():
+            if not place.is_dir():
+                raise UserError(f"{flag} {path}: {place} is a file, so nothing can be written "
+                                "below it; choose another path")
+            if not os.access(place, os.W_OK | os.X_OK):
+                raise UserError(f"{flag} {path}: {place} is not writable (read-only or no "
+                                "permission); choose another path")
+            break
+    return path
+
+
+WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG, errno.EIO}
+
+
+def is_write_failure(e: BaseException) -> bool:
+    """A file could not be written for a reason outside the program (disk full, read-only)."""
+    return isinstance(e, OSError) and e.errno in WRITE_ERRORS and e.filename is not None
+
+
+def write_failure_message(e: OSError, what_is_kept: str) -> str:
+    from .rundir import free_bytes
+
+    free = free_bytes(Path(e.filename).parent)
+    return (f"could not write {e.filename}: {e.strerror} ({_size(free)} free on its file system). "
+            f"{what_is_kept}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
 def print_error(error: BaseException) -> None:
     print(f"error: {error}", file=sys.stderr)
 
 
 def run_command(body: Callable[[], int | None]) -> int:
-    """Run a command's body; a :class:`UserError` becomes one line and status 2."""
+    """Run a command's body; a :class:`UserError` becomes one line and status 2, a file that
+    could not be written one line and status 4, Ctrl-C status 130."""
     try:
         return body() or 0
     except UserError as e:
         print_error(e)
         return EXIT_USER_ERROR
+    except OSError as e:
+        if not is_write_failure(e):
+            raise
+        print_error(write_failure_message(e, "Files written before it are complete."))
+        return EXIT_WRITE_FAILED
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED

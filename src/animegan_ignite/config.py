@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,53 +32,128 @@ class ConfigError(UserError):
     """A setting is invalid; the message says which and how to fix it."""
 
 
+SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seeds
+
+
+# Named training recipes: values for the recipe fields of Config, below a config file's and the
+# command line's. "dcgan" is the seed design exactly (Radford et al., 2016).
+RECIPES: dict[str, dict[str, Any]] = {
+    "dcgan": {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None,
+              "diffaugment": None, "ema_halflife_kimg": 0.0, "ema_rampup": 0.0,
+              "ema_buffers": "copy"},
+}
+DEFAULT_RECIPE = "dcgan"
+
+@dataclass(frozen=True)
+class Rule:
+    """What one setting accepts: a type, and a range, a set of choices or a minimum length."""
+
+    kind: type
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[Any, ...] | None = None
+    nullable: bool = False
+    open_lo: bool = False  # lo itself excluded
+    open_hi: bool = False  # hi itself excluded
+
+    def ok(self, value: Any) -> bool:
+        if value is None:
+            return self.nullable
+        if self.kind is float:
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            fits = isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool))
+        if not fits:
+            return False
+        if self.choices is not None:
+            return value in self.choices
+        size = len(value) if self.kind is str else value
+        above = self.lo is None or (size > self.lo if self.open_lo else size >= self.lo)
+        below = self.hi is None or (size < self.hi if self.open_hi else size <= self.hi)
+        return above and below
+
+    def describe(self) -> str:
+        what = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
+        if self.choices is not None:
+            what = "one of " + ", ".join(str(c) for c in self.choices)
+        elif self.kind is str and self.lo:
+            what = "non-empty text"
+        elif self.lo is not None and self.hi is not None and self.kind is float:
+            what += f" in {'(' if self.open_lo else '['}{_num(self.lo)}, {_num(self.hi)}" \
+                    f"{')' if self.open_hi else ']'}"
+        elif self.lo is not None and self.hi is not None:
+            what += f" in {_num(self.lo)}..{_num(self.hi)}"
+        elif self.lo is not None:
+            what += f" >= {_num(self.lo)}"
+        elif self.hi is not None:
+            what += f" <= {_num(self.hi)}"
+        return what + (" (or null)" if self.nullable else "")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def setting(default: Any, kind: type, **rule: Any) -> Any:
+    """A Config field that carries its :class:`Rule`."""
+    return field(default=default, metadata={"rule": Rule(kind, **rule)})
+
+
+def _path(default: str | None = None) -> Any:
+    return setting(default, str, lo=1, nullable=True)
+
+
 @dataclass
 class Config:
-    """Every setting of a training run. Paths are stored as strings so the config is JSON."""
+    """Every setting of a training run, each with the rule it is checked against. Paths are
+    stored as strings so the config is JSON."""
 
-    data_dir: str | None = None
-    download: str | None = None
-    output_dir: str | None = None
-    resume: str | None = None
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 2e-4
-    beta1: float = 0.5
-    nz: int = 100
-    ngf: int = 64
-    ndf: int = 64
-    image_size: int = 64
-    eval_size: int = 3000
-    eval_every: int = 1
-    snapshot_every: int = 500
-    num_workers: int = 2
-    device: str = "auto"
-    seed: int = 999
-    split_seed: int | None = None
-    synthetic_size: int = 4000
-    inception_weights: str = "auto"
-    cache_dir: str | None = None
-    eval_batch_size: int = 100
-    tensorboard: bool = False
-    logger: str | None = None
-    cache: bool = False
-    precision: str = "fp32"
-    channels_last: bool = False
-    compile: bool = False
-    backend: str | None = None
-    nproc_per_node: int = 1
-    sync_bn: bool = False
-    progress: bool = True
+    data_dir: str | None = _path()
+    download: str | None = _path()
+    output_dir: str | None = _path()
+    resume: str | None = _path()
+    force: bool = setting(False, bool)
+    epochs: int = setting(50, int, lo=1, hi=10**6)
+    batch_size: int = setting(128, int, lo=1, hi=65536)
+    lr: float = setting(2e-4, float, lo=0, hi=1, open_lo=True, open_hi=True)
+    beta1: float = setting(0.5, float, lo=0, hi=1, open_hi=True)
+    nz: int = setting(100, int, lo=1, hi=100_000)
+    ngf: int = setting(64, int, lo=1, hi=4096)
+    ndf: int = setting(64, int, lo=1, hi=4096)
+    image_size: int = setting(64, int, choices=(64,))
+    eval_size: int = setting(3000, int, lo=0, hi=10**7)
+    eval_every: int = setting(1, int, lo=0)
+    snapshot_every: int = setting(500, int, lo=1)
+    num_workers: int = setting(2, int, lo=0, hi=256)
+    device: str = setting("auto", str, choices=DEVICES)
+    seed: int = setting(999, int, lo=0, hi=SEED_MAX)
+    split_seed: int | None = setting(None, int, lo=0, hi=SEED_MAX, nullable=True)
+    synthetic_size: int = setting(4000, int, lo=2, hi=10**7)
+    inception_weights: str = setting("auto", str, lo=1)
+    cache_dir: str | None = _path()
+    eval_batch_size: int = setting(100, int, lo=1, hi=65536)
+    tensorboard: bool = setting(False, bool)
+    logger: str | None = setting(None, str, nullable=True)
+    cache: bool = setting(False, bool)
+    precision: str = setting("fp32", str, choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = setting(False, bool)
+    compile: bool = setting(False, bool)
+    backend: str | None = setting(None, str, choices=BACKENDS, nullable=True)
+    nproc_per_node: int = setting(1, int, lo=1, hi=1024)
+    sync_bn: bool = setting(False, bool)
+    progress: bool = setting(True, bool)
     # The training recipe around the DCGAN networks (see RECIPES); the defaults are the seed's.
-    recipe: str = "dcgan"
-    loss: str = "bce"
-    spectral_norm: bool = False
-    lr_g: float | None = None
-    lr_d: float | None = None
-    diffaugment: str | None = None
-    ema_halflife_kimg: float = 0.0
-    ema_rampup: float = 0.0
-    ema_buffers: str = "copy"
+    recipe: str = setting("dcgan", str, choices=tuple(RECIPES))
+    loss: str = setting("bce", str, choices=("bce", "hinge"))
+    spectral_norm: bool = setting(False, bool)
+    lr_g: float | None = setting(None, float, lo=0, hi=1, open_lo=True, open_hi=True,
+                                  nullable=True)
+    lr_d: float | None = setting(None, float, lo=0, hi=1, open_lo=True, open_hi=True,
+                                  nullable=True)
+    diffaugment: str | None = setting(None, str, nullable=True)
+    ema_halflife_kimg: float = setting(0.0, float, lo=0, hi=10**6)
+    ema_rampup: float = setting(0.0, float, lo=0, hi=10**3)
+    ema_buffers: str = setting("copy", str, choices=("copy", "update"))
 
     @property
     def synthetic(self) -> bool:
@@ -120,78 +196,49 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> Config:
-        """Raise :class:`ConfigError` on the first invalid value; return self otherwise."""
-        positive = ("epochs", "batch_size", "nz", "ngf", "ndf", "snapshot_every", "eval_batch_size")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be a positive integer, got {getattr(self, name)}")
-        for name in ("eval_size", "eval_every", "num_workers"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if not 0 < self.lr < 1:
-            raise ConfigError(f"--lr must be in (0, 1), got {self.lr}")
-        if not 0 <= self.beta1 < 1:
-            raise ConfigError(f"--beta1 must be in [0, 1), got {self.beta1}")
-        if self.device not in DEVICES:
-            raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        """The checks that involve several settings or the machine; raises one
+        :class:`ConfigError` listing every problem, or returns self."""
+        problems = []
         if 0 < self.eval_size < 10:
-            raise ConfigError(f"--eval-size must be 0 (no evaluation) or >= 10 (one image per IS "
-                              f"split), got {self.eval_size}")
+            problems.append(f"--eval-size must be 0 (no evaluation) or >= 10 (one image per IS "
+                            f"split), got {self.eval_size}")
         if self.inception_weights not in ("auto", "pool3") and not Path(
                 self.inception_weights).is_file():
-            raise ConfigError(f"--inception-weights {self.inception_weights}: no such file "
-                              "(give the weights file, 'auto' or 'pool3')")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"--backend must be gloo or nccl, got {self.backend!r}")
-        if self.nproc_per_node < 1:
-            raise ConfigError(f"--nproc-per-node must be >= 1, got {self.nproc_per_node}")
+            problems.append(f"--inception-weights {self.inception_weights}: no such file "
+                            "(give the weights file, 'auto' or 'pool3')")
         if self.nproc_per_node > 1 and self.backend is None:
-            raise ConfigError("--nproc-per-node > 1 needs --backend (nccl for GPUs, gloo for CPU)")
-        if self.batch_size % self.world_size:
-            raise ConfigError(f"--batch-size {self.batch_size} (the global batch) must divide "
-                              f"evenly over {self.world_size} processes")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"--precision must be fp32, bf16 or fp16, got {self.precision!r}")
+            problems.append("--nproc-per-node > 1 needs --backend (nccl for GPUs, gloo for CPU)")
+        elif self.batch_size % self.world_size:
+            problems.append(f"--batch-size {self.batch_size} (the global batch) must divide "
+                            f"evenly over {self.world_size} processes")
         for name in self.trackers:
             if name not in TRACKER_NAMES:
-                raise ConfigError(f"--logger {name}: unknown tracker (choose from "
-                                  f"{', '.join(TRACKER_NAMES)})")
-            if missing_extra(name):
-                raise ConfigError(missing_extra(name))
-        if self.image_size != 64:
-            raise ConfigError("--image-size: the DCGAN architecture here draws 64x64 images only")
-        self._validate_recipe()
-        if self.synthetic and self.synthetic_size < 2:
-            raise ConfigError(f"--synthetic-size must be >= 2, got {self.synthetic_size}")
-        return self
-
-
-    def _validate_recipe(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ConfigError(f"--recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.loss not in ("bce", "hinge"):
-            raise ConfigError(f"--loss must be bce or hinge, got {self.loss!r}")
-        for name in ("lr_g", "lr_d"):
-            if getattr(self, name) is not None and not 0 < getattr(self, name) < 1:
-                raise ConfigError(f"--{_flag(name)} must be in (0, 1), got {getattr(self, name)}")
+                problems.append(f"--logger {name}: unknown tracker (choose from "
+                                f"{', '.join(TRACKER_NAMES)})")
+            elif missing_extra(name):
+                problems.append(missing_extra(name))
         try:
             parse_policy(self.diffaugment)
         except ValueError as e:
-            raise ConfigError(f"--diffaugment: {e}") from e
-        if self.ema_halflife_kimg < 0 or self.ema_rampup < 0:
-            raise ConfigError("--ema-halflife-kimg and --ema-rampup must be >= 0")
-        if self.ema_buffers not in ("copy", "update"):
-            raise ConfigError(f"--ema-buffers must be copy or update, got {self.ema_buffers!r}")
+            problems.append(f"--diffaugment: {e}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
 
 
-# Named training recipes: values for the recipe fields of Config, below a config file's and the
-# command line's. "dcgan" is the seed design exactly (Radford et al., 2016).
-RECIPES: dict[str, dict[str, Any]] = {
-    "dcgan": {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None,
-              "diffaugment": None, "ema_halflife_kimg": 0.0, "ema_rampup": 0.0,
-              "ema_buffers": "copy"},
-}
-DEFAULT_RECIPE = "dcgan"
+def check_values(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
+    """One message per value that breaks its setting's rule, naming the setting, where the
+    value came from, the value and what the setting accepts."""
+    rules = {f.name: f.metadata["rule"] for f in fields(Config)}
+    problems = []
+    for name, value in values.items():
+        rule = rules[name]
+        if not rule.ok(value):
+            where = origin.get(name, "")
+            problems.append(f"{where}{_flag(name)} {value!r}: must be {rule.describe()}")
+    return problems
+
+
 
 
 # The demo schedule: small enough that the no-argument command finishes on 2 CPU cores within
@@ -227,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", help="fetch the data set first: 'kaggle' (Anime Face Dataset, "
                    "needs kagglehub) or 'hf:NAME' (a Hugging Face image data set, needs datasets)")
     p.add_argument("--output-dir", help="run directory (default: runs/<timestamp>)")
+    p.add_argument("--force", action="store_true", help="write the run into a --output-dir that "
+                   "already holds other files (never into another run)")
     p.add_argument("--resume", help="run directory or checkpoint file to continue from")
     p.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
     p.add_argument("--batch-size", type=int, help=f"batch size (default {d.batch_size})")
@@ -305,52 +354,60 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of setting: value")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    values = {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+    _check_names(values, path)
+    return values
 
 
 def make_config(argv: list[str] | None = None) -> Config:
-    """Parse ``argv`` into a validated :class:`Config` (raises :class:`ConfigError`)."""
+    """Parse ``argv`` into a validated :class:`Config` (raises :class:`ConfigError`). Every
+    value, from the flags, a ``--config`` file or the run being resumed, is checked against its
+    setting's rule before anything is created."""
     args = vars(build_parser().parse_args(argv))
-    file_values = load_config_file(args.pop("config")) if "config" in args else {}
+    config_file = args.pop("config", None)
+    file_values = load_config_file(config_file) if config_file else {}
     run_values: dict[str, Any] = {}
     if "resume" in args:  # a resumed run starts from its own saved settings
         run_dir, run_values = read_run_config(args["resume"])
-        run_values = {**run_values, "output_dir": str(run_dir)}
+        run_values.pop("resume", None)  # where that run was resumed from, not a setting of this one
+        _check_names(run_values, f"{run_dir}/config.json")
+        run_values = {**run_values, "output_dir": str(run_dir), "force": False}
+    origin = {**{k: f"{run_values.get('output_dir')}/config.json: " for k in run_values},
+              **{k: f"{config_file}: " for k in file_values}, **{k: "--" for k in args}}
     values = {**run_values, **file_values, **args}
-    known = {f.name for f in fields(Config)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) in --config: {', '.join(unknown)}")
     if values.get("data_dir") is None and values.get("download") is None and not run_values:
         values = {**DEMO_OVERRIDES, **values}
     if not run_values:  # a resumed run keeps the recipe it was saved with
         values = _with_recipe(values, explicit={**file_values, **args})
     if values.get("diffaugment") == "none":
         values["diffaugment"] = None
-    try:
-        cfg = Config(**values)
-    except TypeError as e:
-        raise ConfigError(str(e)) from e
-    _check_types(cfg)
-    return cfg.validate()
+    problems = check_values(values, origin)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return Config(**values).validate()
+
+
+def _check_names(values: dict[Any, Any], source: str) -> None:
+    """Setting names are text naming known settings (a typo gets a suggestion)."""
+    known = [f.name for f in fields(Config) if f.name != "resume"]
+    problems = []
+    for key in values:
+        if not isinstance(key, str):
+            problems.append(f"{source}: setting names must be text, got {key!r}")
+        elif key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {_flag(close[0])}?)" if close else ""
+            problems.append(f"{source}: unknown setting {key!r}{hint}")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _with_recipe(values: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
     """The recipe's values under the ones given. ``--lr`` alone sets both networks' rates, so it
     also replaces a recipe's ``lr_g``/``lr_d``."""
     name = values.setdefault("recipe", DEFAULT_RECIPE)
-    recipe = dict(RECIPES.get(name, {}))
+    recipe = dict(RECIPES.get(name, {})) if isinstance(name, str) else {}
     if "lr" in explicit:
         recipe.pop("lr_g", None)
         recipe.pop("lr_d", None)
     return {**recipe, **values}
-
-
-def _check_types(cfg: Config) -> None:
-    """Config files can hold any JSON type; reject the wrong ones with the setting's name."""
-    for f in fields(Config):
-        value = getattr(cfg, f.name)
-        expected = {"int": int, "float": (int, float), "bool": bool}.get(str(f.type))
-        if expected and (not isinstance(value, expected) or (
-                expected is int and isinstance(value, bool))):
-            raise ConfigError(f"{_flag(f.name)} must be {f.type}, got {value!r}")

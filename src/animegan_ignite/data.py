@@ -40,14 +40,20 @@ def default_transform(image_size: int = 64) -> Callable:
 
 
 def find_images(root: str | Path) -> list[Path]:
-    """All image files below ``root``, sorted by path so every machine sees the same order."""
+    """All image files below ``root``, sorted by path so every machine sees the same order.
+
+    An image is a file whose extension is one of ``IMAGE_EXTENSIONS`` in any case (``.JPG``
+    too), in ``root`` or any folder below it, with any name (non-ASCII included). Hidden files
+    and folders (names starting with ".", such as macOS's ``._face.jpg`` copies or
+    ``.ipynb_checkpoints``) are not images of the data set."""
     root = Path(root)
     if not root.exists():
         raise DataError(f"--data-dir {root}: no such folder (give the folder of the face images)")
     if not root.is_dir():
         raise DataError(f"--data-dir {root}: is a file, not a folder of images")
     files = sorted(p for p in root.rglob("*")
-                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+                   if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(root).parts))
     if not files:
         raise DataError(f"--data-dir {root}: no images ({', '.join(IMAGE_EXTENSIONS)}) found "
                         "in it or its subfolders")

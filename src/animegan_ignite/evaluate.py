@@ -35,7 +35,7 @@ import torch
 
 from .cache import default_cache_dir
 from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
-from .cli import OneLineErrorParser, UserError, resolve_device, run_command
+from .cli import OneLineErrorParser, UserError, check_output_path, resolve_device, run_command
 from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
 from .evaluation import (
     Evaluator,
@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> None:
+    for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1),
+                            ("--seed", args.seed, 0), ("--eval-size", args.eval_size, 10)):
+        if value is not None and not lo <= value <= 2**31:
+            raise UserError(f"{flag} must be in {lo}..{2**31}, got {value}")
     if args.checkpoint and (args.real or args.fake):
         raise UserError("give either --checkpoint or --real/--fake, not both")
     if args.checkpoint:
@@ -109,6 +113,8 @@ def evaluate(args: argparse.Namespace) -> None:
         raise UserError("give --checkpoint PATH, or --real and --fake (or --real with --save-stats)")
     if args.num is not None and args.num < 2:
         raise UserError(f"--num must be at least 2 (a covariance needs two images), got {args.num}")
+    if args.save_stats:
+        check_output_path(args.save_stats, "--save-stats", extensions=(".npz",))
     return compare(args)
 
 

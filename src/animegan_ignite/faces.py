@@ -18,7 +18,7 @@ BLOCK = 1024  # latents are drawn in blocks, each from its own seed
 
 
 def _block(nz: int, seed: int, k: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
+    gen = torch.Generator().manual_seed((seed * 1_000_003 + k) % 2**63)  # any seed fits
     return torch.randn(BLOCK, nz, 1, 1, generator=gen)
 
 

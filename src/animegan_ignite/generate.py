@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, load_generator
-from .cli import OneLineErrorParser, UserError, resolve_device, run_command
+from .cli import OneLineErrorParser, UserError, check_output_path, resolve_device, run_command
 from .faces import MAX_FACES, grid, latents, render, save_gif, to_pil, walk
 from .rundir import atomic_write
 
@@ -51,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+EXPORT_FILES = {"torchscript": (".pt", ".pth", ".ts"), "onnx": (".onnx",)}
+MAX_SEED = 2**63 - 1
+
+
 def _check(args: argparse.Namespace) -> None:
+    """Every count and output path, before the checkpoint is even read."""
     if not (args.grid or args.out_dir or args.interpolate or args.export):
         raise UserError("nothing to do: give --grid, --out-dir, --interpolate or --export")
     if not 1 <= args.num <= (MAX_FILES if args.out_dir and not args.grid else MAX_FACES):
@@ -60,10 +66,20 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--num must be in {limit}, got {args.num}")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.interpolate is not None and (args.interpolate < 2 or not args.gif):
-        raise UserError("--interpolate STEPS needs STEPS >= 2 and --gif OUT.gif")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be in 0..{MAX_SEED}, got {args.seed}")
+    if args.interpolate is not None and (not 2 <= args.interpolate <= 10_000 or not args.gif):
+        raise UserError("--interpolate STEPS needs 2 <= STEPS <= 10000 and --gif OUT.gif")
     if args.export and not args.output:
         raise UserError("--export needs --output FILE")
+    if args.grid:
+        check_output_path(args.grid, "--grid", extensions=IMAGE_FILES)
+    if args.out_dir:
+        check_output_path(args.out_dir, "--out-dir", folder=True)
+    if args.gif:
+        check_output_path(args.gif, "--gif", extensions=(".gif",))
+    if args.export:
+        check_output_path(args.output, "--output", extensions=EXPORT_FILES[args.export])
 
 
 def export(netG: torch.nn.Module, kind: str, path: Path) -> None:
@@ -99,7 +115,9 @@ def generate(args: argparse.Namespace) -> None:
     netG = load_generator(load_checkpoint(args.checkpoint), device, args.weights)
     if args.grid:
         Path(args.grid).parent.mkdir(parents=True, exist_ok=True)
-        grid(render(netG, latents(args.num, netG.nz, args.seed))).save(args.grid)
+        picture = grid(render(netG, latents(args.num, netG.nz, args.seed)))
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(args.grid).suffix.lower())
+        atomic_write(args.grid, lambda f: picture.save(f, format=fmt or Path(args.grid).suffix[1:]))
         print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
     if args.out_dir:
         write_faces(netG, Path(args.out_dir), args.num, args.seed, args.batch_size)

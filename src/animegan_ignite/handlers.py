@@ -34,7 +34,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from .checkpoint import RunState, capture_rng, gather_rng
-from .cli import Diverged
+from .cli import Diverged, is_write_failure
 from .config import Config
 from .engine import GAN
 from .evaluation import EvalResult, Evaluator
@@ -280,7 +280,10 @@ def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer
     re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the last
     finished (and recorded) one: the checkpoint is labelled with the finished one, with the RNG
     states of that moment, so the resumed run redoes the unfinished iteration and the history
-    stays continuous. A divergence saves nothing: the weights are broken."""
+    stays continuous. A divergence saves nothing (the weights are broken), nor does a write
+    that failed (a full disk would fail again; the last complete checkpoint stays the latest)."""
+    if is_write_failure(e):
+        raise e
     if ctx.is_writer and not isinstance(e, Diverged):
         engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)
         if engine.state.iteration > _latest_saved(ctx.regular):

@@ -72,11 +72,22 @@ class History:
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:
+        """One line, flushed. A failed write (a full disk) is cut back off, so the file keeps
+        only whole records and a later append does not continue a broken line."""
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a")
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+            self._file = self.path.open("ab", buffering=0)  # nothing left in a buffer on failure
+        end = self._file.tell()
+        data = (json.dumps(record) + "\n").encode()
+        try:
+            while data:
+                data = data[self._file.write(data):]
+        except OSError as e:
+            self._file.close()
+            self._file = None
+            with open(self.path, "r+b") as f:
+                f.truncate(end)
+            raise OSError(e.errno, e.strerror, str(self.path)) from e
 
     def close(self) -> None:
         if self._file is not None:

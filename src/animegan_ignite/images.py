@@ -17,12 +17,20 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 
+# Far more than any face photo or drawing; larger files (or decompression bombs, whose header
+# promises a giant image) are refused from their header, before any pixel is decoded.
+MAX_PIXELS = 50_000_000
+
+
 def load_rgb(path: Path) -> Image.Image:
     """Open and fully decode an image as RGB (grayscale, palette, RGBA and CMYK converted).
 
-    Raises ``OSError`` (or a subclass) for a missing, truncated or undecodable file.
+    Raises ``OSError`` (or a subclass) for a missing, truncated or undecodable file, and
+    ``ValueError`` for one of more than ``MAX_PIXELS`` pixels (judged from its header).
     """
     with Image.open(path) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise ValueError(f"{path}: {im.width}x{im.height} pixels, more than {MAX_PIXELS:,}")
         im.load()
         if im.mode == "P" and "transparency" in im.info:
             im = im.convert("RGBA")  # palette transparency must go through RGBA first

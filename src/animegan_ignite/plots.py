@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
 from .checkpoint import CheckpointError, load_checkpoint, load_generator
-from .cli import OneLineErrorParser
+from .cli import OneLineErrorParser, UserError, check_output_path, run_command
 from .history import read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write
@@ -247,13 +247,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("run_dir", help="a run directory (holds config.json / history.jsonl)")
     p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
     args = p.parse_args(argv)
-    if not Path(args.run_dir).is_dir() or not RunDir(args.run_dir).is_run():
-        print(f"error: {args.run_dir} is not a run directory (no config.json, history.jsonl or "
-              "checkpoints/)", file=sys.stderr)
-        return 2
-    report = export_plots(args.run_dir, args.out)
+    return run_command(lambda: redraw(args.run_dir, args.out))
+
+
+def redraw(run_dir: str, out: str | None) -> None:
+    if not Path(run_dir).is_dir() or not RunDir(run_dir).is_run():
+        raise UserError(f"{run_dir} is not a run directory (no config.json, history.jsonl or "
+                        "checkpoints/)")
+    check_output_path(out or RunDir(run_dir).plots, "--out", folder=True)
+    report = export_plots(run_dir, out)
     for path in report.written:
         print(f"wrote {path}")
     for what in report.missing:
         print(f"missing {what}")
-    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,15 +19,17 @@ Layout (documented in the README)::
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .cli import UserError
+from .cli import UserError, check_output_path
 
 CHECKPOINT_DIR = "checkpoints"
 _REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
@@ -55,9 +57,31 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], durable: b
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        error = _as_write_error(e, path, tmp)
         tmp.unlink(missing_ok=True)
-        raise
+        if error is e:
+            raise
+        raise error from e
+
+
+def _as_write_error(e: BaseException, path: Path, tmp: Path) -> BaseException:
+    """The failure as an OSError naming ``path`` (not the temporary file). Some writers report
+    a full disk in their own words (torch.save: "unexpected pos"); a failed write with almost
+    no space left is taken for what it is."""
+    if isinstance(e, OSError):
+        return OSError(e.errno, e.strerror, str(path))
+    if isinstance(e, Exception) and tmp.exists() and free_bytes(tmp.parent) < 1 << 20:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return e
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free bytes on the file system of ``path`` (or of its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
@@ -120,6 +144,14 @@ class RunDir:
         """The fixed-noise snapshots as (iteration, file), in training order."""
         return _numbered(self.snapshots, _SNAPSHOT)
 
+    def check_layout(self) -> None:
+        """The run's folder names must be free for folders (a file named ``snapshots`` would
+        stop the run at its first snapshot)."""
+        for folder in (self.checkpoints, self.snapshots, self.plots, self.tensorboard):
+            if folder.exists() and not folder.is_dir():
+                raise RunDirError(f"{folder} is a file, but the run keeps a folder of that name "
+                                  "there; move the file away or choose another --output-dir")
+
     def remove_stale_temp_files(self) -> list[Path]:
         """Temporary files of writes that a killed process never finished."""
         stale = [p for folder in (self.root, self.checkpoints, self.snapshots, self.plots)
@@ -129,19 +161,25 @@ class RunDir:
         return stale
 
 
-def new_run_dir(output_dir: str | None, check: bool = True) -> Path:
-    """The folder for a new run: ``output_dir`` (which must not hold a run, unless ``check`` is
-    False) or ``runs/<timestamp>``. Not created here, so bad input leaves nothing behind."""
-    if output_dir is None:
-        return Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(output_dir)
+def new_run_dir(output_dir: str | None, check: bool = True, force: bool = False) -> Path:
+    """The folder for a new run: ``output_dir`` or ``runs/<timestamp>``. It must be a place that
+    can be written, must not hold a run, and must be empty unless ``force``. Not created here,
+    so bad input leaves nothing behind. ``check`` False skips the checks (torchrun's other
+    ranks, which may look after rank 0 has started writing)."""
+    path = Path(output_dir) if output_dir else Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     if not check:
         return path
-    if path.exists() and not path.is_dir():
-        raise RunDirError(f"--output-dir {path}: is a file, not a folder")
-    if RunDir(path).is_run():
+    check_output_path(path, "--output-dir", folder=True)
+    run = RunDir(path)
+    if run.is_run():
         raise RunDirError(f"--output-dir {path} already holds a run; continue it with "
                           f"--resume {path}, or choose another --output-dir")
+    others = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if others and not force:
+        shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
+        raise RunDirError(f"--output-dir {path} is not empty ({shown}) and holds no run; choose "
+                          "an empty or new folder, or pass --force to write the run among them")
+    run.check_layout()
     return path
 
 
@@ -151,9 +189,14 @@ def read_run_config(resume: str | Path) -> tuple[Path, dict[str, Any]]:
     if not path.exists():
         raise RunDirError(f"--resume {path}: no such run directory or checkpoint file")
     run = RunDir(path) if path.is_dir() else RunDir.of_checkpoint(path)
+    if path.is_file() and path.parent.name != CHECKPOINT_DIR:
+        raise RunDirError(f"--resume {path}: not a checkpoint of a run (they are "
+                          "RUN/checkpoints/checkpoint_<iteration>.pt); give a run folder or one of "
+                          "those files")
     if not run.config.is_file():
-        raise RunDirError(f"--resume {path}: {run.root} is not a run directory "
-                          f"(no {run.config.name})")
+        raise RunDirError(f"--resume {path}: {run.root} is not a run directory (no "
+                          f"{run.config.name}); give the folder a training run wrote, or start a "
+                          "new run with --output-dir")
     try:
         return run.root, json.loads(run.config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:

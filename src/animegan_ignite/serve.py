@@ -21,7 +21,7 @@ import torch
 from flask import Flask, Response, jsonify, request
 
 from .checkpoint import load_checkpoint, load_generator, resolve_checkpoint
-from .cli import OneLineErrorParser, resolve_device, run_command
+from .cli import OneLineErrorParser, UserError, resolve_device, run_command
 from .faces import grid, latents, png_bytes, render, slerp, to_pil
 
 MAX_GRID = 64
@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> None:
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535 (0: any free port), got {args.port}")
     path = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
     netG = load_generator(ckpt, resolve_device(args.device), args.weights)

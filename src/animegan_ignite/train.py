@@ -37,10 +37,14 @@ from .cli import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
     EXIT_USER_ERROR,
+    EXIT_WRITE_FAILED,
     Diverged,
     UserError,
+    check_output_path,
+    is_write_failure,
     print_error,
     resolve_device,
+    write_failure_message,
 )
 from .config import Config, ConfigError, make_config
 from .data import Split, iterations_per_epoch, make_split, make_train_loader
@@ -94,12 +98,14 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     if cfg.resume:
         checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
         run_dir = Path(cfg.output_dir)
+        check_output_path(run_dir, "--resume", folder=True)
+        RunDir(run_dir).check_layout()
         done, partial = divmod(checkpoint_iteration(checkpoint), checkpoint["trainer"]["epoch_length"])
         if done >= cfg.epochs and not partial:
             raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
                               f"pass --epochs N with N > {done} to train longer")
     else:
-        run_dir = new_run_dir(cfg.output_dir, check=check_output_dir)
+        run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
     if cfg.download:
         cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
@@ -294,6 +300,14 @@ def _worker(local_rank: int, plan: Plan) -> None:
         if idist.get_rank() == 0:
             print_error(e)
         raise SystemExit(EXIT_DIVERGED) from None
+    except OSError as e:
+        if not is_write_failure(e):
+            raise
+        if idist.get_rank() == 0:
+            print_error(write_failure_message(
+                e, f"The last complete checkpoint and history.jsonl are intact; make room, then "
+                f"continue with: python -m animegan_ignite.train --resume {plan.run}"))
+        raise SystemExit(EXIT_WRITE_FAILED) from None
     logger.info("done: %d epochs, %d iterations; results in %s", trainer.state.epoch,
                 trainer.state.iteration, plan.run)
 
@@ -302,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status. With ``--nproc-per-node N`` it starts
     N processes (``idist.Parallel``); under torchrun each process runs this."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
     try:
         cfg = make_config(argv)
         plan = make_plan(cfg, check_output_dir=int(os.environ.get("RANK", "0")) == 0)
