@@ -2,7 +2,7 @@
 
     python scripts/ablate.py --data-dir ../shared/data/anime-faces-64 --out ablation \\
         --variants dcgan,diffaug,ema,diffaug_ema --seeds 1 --iterations 460 --eval-size 1000
-    python scripts/ablate.py --out ablation_demo --variants dcgan,modern --seeds 1,2   # the demo
+    python scripts/ablate.py --out ablation_demo --variants dcgan,recipe:diffaug --seeds 1,2  # demo
 
 Every variant is a real training run of ``python -m animegan_ignite.train`` (its own run folder
 under --out) on the same data, held-out subset (``--split-seed``), batch, iteration budget and

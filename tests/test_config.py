@@ -61,3 +61,24 @@ def test_cli_rejects_bad_flags_with_one_line_and_status_2(tmp_path, argv):
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_recipe_sets_its_values_below_the_flags_and_a_resume_keeps_them(tmp_path):
+    c = make_config(["--recipe", "diffaug", "--data-dir", str(tmp_path)])
+    assert (c.recipe, c.diffaugment, c.loss) == ("diffaug", "color,translation", "bce")
+    c = make_config(["--recipe", "diffaug", "--diffaugment", "none", "--data-dir", str(tmp_path)])
+    assert c.diffaugment is None
+    assert make_config(["--data-dir", str(tmp_path)]).diffaugment is None  # the default: dcgan
+
+
+def test_a_runs_config_json_starts_a_new_run_with_the_same_settings(tmp_path):
+    """What the 'no checkpoint yet' message tells a user to run."""
+    saved = make_config(["--data-dir", str(tmp_path), "--epochs", "3", "--recipe", "diffaug",
+                         "--output-dir", str(tmp_path / "old")])
+    (tmp_path / "config.json").write_text(json.dumps(saved.to_dict()))
+    again = make_config(["--config", str(tmp_path / "config.json"), "--output-dir",
+                         str(tmp_path / "new")])
+    assert {**saved.to_dict(), "output_dir": str(tmp_path / "new")} == again.to_dict()
+    (tmp_path / "config.json").write_text(json.dumps({**saved.to_dict(), "resume": "somewhere"}))
+    with pytest.raises(ConfigError, match="give --resume RUN_DIR on the command line"):
+        make_config(["--config", str(tmp_path / "config.json")])

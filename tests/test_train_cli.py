@@ -30,7 +30,7 @@ def test_a_short_run_writes_a_complete_run_directory(image_dir, tmp_path):
         "final.png", "iter_0000005.png"]
     assert (run / "plots" / "losses.png").stat().st_size > 10_000
     assert "104 train, 16 held out" in (run / "train.log").read_text()
-    assert sorted(p.name for p in run.iterdir()) == _readme_layout(without={"tensorboard"})
+    assert sorted(p.name for p in run.iterdir()) == _readme_layout(without={"tensorboard", "wandb", "mlruns"})
 
 
 def _readme_layout(without: set[str]) -> list[str]:
@@ -139,7 +139,7 @@ def test_truncated_or_foreign_checkpoint_is_refused_and_left_intact(image_dir, t
                        "cannot be read as a checkpoint")  # the run's latest is the broken one
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
-    _assert_user_error(run_cli("train", "--resume", foreign), "not a run directory")
+    _assert_user_error(run_cli("train", "--resume", foreign), "not a checkpoint of a run")
     _assert_user_error(run_cli("train", "--resume", tmp_path / "nope"), "no such run directory")
     assert before == {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
 

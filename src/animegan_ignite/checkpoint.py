@@ -172,8 +172,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         if run.config.is_file():
             raise CheckpointError(
                 f"{path}: this run has no checkpoint yet (it stopped before its first epoch "
-                f"ended), so there is nothing to continue; start it again with: python -m "
-                f"animegan_ignite.train --config {run.config} --output-dir {path} --force")
+                f"ended), so there is nothing to continue; start it again with its settings: "
+                f"python -m animegan_ignite.train --config {run.config} --output-dir NEW_DIR")
         raise CheckpointError(f"{path}: no checkpoints/checkpoint_<iteration>.pt in this folder; "
                               "give a run folder or a checkpoint file")
     if not path.exists():

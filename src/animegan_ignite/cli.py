@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,11 +80,17 @@ def is_write_failure(e: BaseException) -> bool:
 
 
 def write_failure_message(e: OSError, what_is_kept: str) -> str:
-    from .rundir import free_bytes
-
     free = free_bytes(Path(e.filename).parent)
     return (f"could not write {e.filename}: {e.strerror} ({_size(free)} free on its file system). "
             f"{what_is_kept}")
+
+
+def free_bytes(path: str | Path) -> int:
+    """Free bytes on the file system of ``path`` (or of its nearest existing parent)."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def _size(n: int) -> str:

@@ -23,13 +23,12 @@ import errno
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from .cli import UserError, check_output_path
+from .cli import UserError, check_output_path, free_bytes
 
 CHECKPOINT_DIR = "checkpoints"
 _REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
@@ -74,14 +73,6 @@ def _as_write_error(e: BaseException, path: Path, tmp: Path) -> BaseException:
     if isinstance(e, Exception) and tmp.exists() and free_bytes(tmp.parent) < 1 << 20:
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
     return e
-
-
-def free_bytes(path: str | Path) -> int:
-    """Free bytes on the file system of ``path`` (or of its nearest existing parent)."""
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
