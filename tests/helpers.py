@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -38,10 +41,49 @@ def write_images(folder: Path, n: int, size: int = 64, seed: int = 0, ext: str =
 
 def run_cli(module: str, *args: str, timeout: float = 600, cwd: Path | None = None
             ) -> subprocess.CompletedProcess:
-    """``python -m animegan_ignite.<module> args`` as a real subprocess."""
+    """``python -m animegan_ignite.<module> args`` in a process of its own: a child forked from
+    a warm parent that has done the imports (tests/zygote.py), or with ANIMEGAN_TEST_FRESH=1 a
+    fresh interpreter."""
+    argv = [sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+    if os.environ.get("ANIMEGAN_TEST_FRESH") == "1":
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=cwd)
+    return _ZYGOTE.run(module, [str(a) for a in args], argv, env, cwd, timeout)
+
+
+class _Zygote:
+    """The warm parent of :func:`run_cli`'s processes, started on first use."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "zygote.py")],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+        return self.proc
+
+    def run(self, module: str, args: list[str], argv: list[str], env: dict[str, str],
+            cwd: Path | None, timeout: float) -> subprocess.CompletedProcess:
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            proc = self._start()
+            proc.stdin.write(json.dumps({
+                "module": module, "args": args, "cwd": str(cwd or Path.cwd()), "env": env,
+                "stdout": str(out), "stderr": str(err), "timeout": timeout}) + "\n")
+            proc.stdin.flush()
+            reply = json.loads(proc.stdout.readline())
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired(argv, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(argv, reply["status"], stdout, stderr)
+
+
+_ZYGOTE = _Zygote()
 
 
 def checkpoint_names(run_dir: Path) -> list[str]:

@@ -14,6 +14,7 @@ from animegan_ignite.train import make_plan
 
 ARGS = ["--epochs", "2", "--eval-size", "16", "--eval-every", "0", "--ngf", "8", "--ndf", "8",
         "--batch-size", "8", "--num-workers", "0", "--no-progress", "--backend", "gloo"]
+pytestmark = pytest.mark.xdist_group("gloo")  # one worker: process groups' ports never meet
 
 
 def test_two_processes_train_identical_models_and_only_rank_0_writes(image_dir, tmp_path):

@@ -18,6 +18,9 @@ from animegan_ignite.evaluation import to_uint8
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.inception import load_backbone
 
+# its module fixtures (a trained run) are built once, on one worker
+pytestmark = pytest.mark.xdist_group("ecosystem")
+
 COMMANDS = ("animegan-train", "animegan-evaluate", "animegan-generate", "animegan-serve",
             "animegan-plot")
 

@@ -164,6 +164,7 @@ def test_bad_weights_path_is_a_clear_error(tmp_path):
         load_backbone(str(tmp_path / "junk.pth"))
 
 
+@pytest.mark.xdist_group("gloo")
 @pytest.mark.parametrize("batch", [12])
 def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, batch):
     single, double = tmp_path / "one.json", tmp_path / "two.json"

@@ -20,6 +20,9 @@ from PIL import Image
 
 from animegan_ignite.checkpoint import load_checkpoint, load_generator, resolve_checkpoint
 
+# its module fixtures (a trained run) are built once, on one worker
+pytestmark = pytest.mark.xdist_group("generate_serve")
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

@@ -43,6 +43,7 @@ RESUME_FROM = {str(resume_from) if resume_from else None!r}
     assert any("image/png" in o.get("data", {}) for o in outputs)  # plots and faces shown inline
 
 
+@pytest.mark.xdist_group("gloo")
 def test_kaggle_notebook_runs_on_cpu_and_a_second_session_continues_the_run(tmp_path):
     first, second = tmp_path / "session1" / "run", tmp_path / "session2" / "run"
     first.parent.mkdir()

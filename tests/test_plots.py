@@ -12,6 +12,9 @@ from PIL import Image
 from animegan_ignite.history import read_history
 from animegan_ignite.plots import export_plots
 
+# its module fixtures (a trained run) are built once, on one worker
+pytestmark = pytest.mark.xdist_group("plots")
+
 FIGURES = ["losses.png", "d_outputs.png", "metrics.png", "real_vs_fake.png", "summary.png"]
 
 
