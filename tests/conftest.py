@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from helpers import SHARED_FACES, write_images
+
+# Two xdist workers share the 2 cores: one thread per process (and per command it starts) keeps
+# them from oversubscribing the cores. Set before torch is first imported, so torch obeys it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
