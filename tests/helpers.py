@@ -112,3 +112,28 @@ def wait_for_iteration(run: Path, n: int, proc: subprocess.Popen, timeout: float
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.02)
     raise AssertionError("training did not reach the iteration in time")
+
+
+def start_serve(checkpoint: Path) -> tuple[subprocess.Popen, str]:
+    """``python -m animegan_ignite.serve`` on a free port, once it answers; (process, base URL)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.serve", "--checkpoint",
+                             str(checkpoint), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(base + "/api/info", timeout=2)
+            return proc, base
+        except (urllib.error.URLError, ConnectionError):
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.3)
+    proc.kill()
+    raise AssertionError("the server did not answer in time")

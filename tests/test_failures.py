@@ -5,12 +5,11 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import zlib
 from pathlib import Path
 
 import pytest
-from helpers import NO_EVAL, TINY, checkpoint_names, run_cli, write_images
+from helpers import NO_EVAL, TINY, checkpoint_names, run_cli, start_serve, write_images
 
 from animegan_ignite.data import find_images, make_split
 from animegan_ignite.history import read_history, split_history
@@ -143,27 +142,11 @@ def test_what_counts_as_an_image_and_oversized_files_are_skipped_and_counted(tmp
 
 
 def test_serve_still_answers_every_hostile_request_with_a_4xx(world):
-    import socket
-    import time
     import urllib.error
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.serve", "--checkpoint",
-                             str(world / "run"), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_serve(world / "run")
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(base + "/api/info", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None
-                time.sleep(0.3)
         hostile = ["/api/faces?n=100000", "/api/faces?n=-1", "/api/faces?seed=nan",
                    "/api/faces?seed=inf", "/api/faces?seed=-5", "/api/walk?a=1&b=2&t=nan",
                    "/api/walk?a=1&b=2&t=inf", "/api/walk?a=1&b=2&t=-0.5",

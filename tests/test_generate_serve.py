@@ -4,9 +4,6 @@ web app, through a real HTTP client and a headless Chromium against a running se
 import io
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -15,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, run_cli, write_images
+from helpers import TINY, run_cli, start_serve, write_images
 from PIL import Image
 
 from animegan_ignite.checkpoint import load_checkpoint, load_generator, resolve_checkpoint
@@ -96,28 +93,10 @@ def test_generate_bad_flags_exit_2(run_dir, tmp_path, argv, fragment):
 
 # --- the web app -------------------------------------------------------------------------------
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(run_dir):
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.serve", "--checkpoint",
-                             str(run_dir), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc, base = start_serve(run_dir)
     banner = proc.stdout.readline()  # printed just before the server starts listening
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(base + "/api/info", timeout=2)
-            break
-        except (urllib.error.URLError, ConnectionError):
-            assert proc.poll() is None, proc.stdout.read()
-            time.sleep(0.3)
     yield SimpleNamespace(base=base, banner=banner)
     proc.terminate()
     proc.wait(timeout=30)
