@@ -1,6 +1,8 @@
 """Multi-process training with ignite.distributed: 2 gloo processes on CPU over real files."""
 
+import contextlib
 import math
+import socket
 
 import ignite.distributed as idist
 import pytest
@@ -15,6 +17,16 @@ from animegan_ignite.train import make_plan
 ARGS = ["--epochs", "2", "--eval-size", "16", "--eval-every", "0", "--ngf", "8", "--ndf", "8",
         "--batch-size", "8", "--num-workers", "0", "--no-progress", "--backend", "gloo"]
 pytestmark = pytest.mark.xdist_group("gloo")  # one worker: process groups' ports never meet
+
+
+@contextlib.contextmanager
+def hold_port(port: int):
+    """A listening socket on ``port`` (if someone else already holds it, it is held anyway)."""
+    with socket.socket() as s:
+        with contextlib.suppress(OSError):
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        yield
 
 
 def test_two_processes_train_identical_models_and_only_rank_0_writes(image_dir, tmp_path):
@@ -36,10 +48,13 @@ def test_two_processes_train_identical_models_and_only_rank_0_writes(image_dir, 
                                                                       "checkpoint_26.pt"]
 
 
-def test_cli_launches_two_processes_from_one_command(image_dir, tmp_path):
+def test_cli_launches_two_processes_from_one_command(image_dir, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--nproc-per-node", "2",
-                *ARGS)
+    monkeypatch.delenv("MASTER_PORT", raising=False)
+    # Another run on this machine holds ignite's default rendezvous port: this one must pick its own.
+    with hold_port(2222):
+        r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--nproc-per-node", "2",
+                    *ARGS)
     assert r.returncode == 0, r.stderr
     iters, _ = split_history(read_history(run))
     assert [x["iteration"] for x in iters] == list(range(1, 27))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,6 +313,16 @@ def _worker(local_rank: int, plan: Plan) -> None:
                 trainer.state.iteration, plan.run)
 
 
+def rendezvous_port(spawn: int | None) -> int | None:
+    """The port spawned processes meet on: MASTER_PORT when set, else one the OS says is free
+    (ignite's fixed default, 2222, makes a second run on the same machine fail to start)."""
+    if not spawn or spawn < 2 or "MASTER_PORT" in os.environ:
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status. With ``--nproc-per-node N`` it starts
     N processes (``idist.Parallel``); under torchrun each process runs this."""
@@ -321,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = make_config(argv)
         plan = make_plan(cfg, check_output_dir=int(os.environ.get("RANK", "0")) == 0)
         spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
-        with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn) as parallel:
+        with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
+                            master_port=rendezvous_port(spawn)) as parallel:
             parallel.run(_worker, plan)
     except UserError as e:
         print_error(e)
