@@ -69,6 +69,12 @@ VARIANTS: dict[str, list[str]] = {
     "diffaug_ema_long": ["--recipe", "dcgan", *DIFFAUG, "--ema-halflife-kimg", "5",
                          "--ema-rampup", "0.3"],
     "diffaug_hinge": ["--recipe", "dcgan", *DIFFAUG, "--loss", "hinge"],
+    "diffaug_lr5": ["--recipe", "dcgan", *DIFFAUG, "--lr", "5e-4"],
+    "lr5": ["--recipe", "dcgan", "--lr", "5e-4"],
+    "translation": ["--recipe", "dcgan", "--diffaugment", "translation"],
+    "translation_lr5": ["--recipe", "dcgan", "--diffaugment", "translation", "--lr", "5e-4"],
+    "translation_ema_lr5": ["--recipe", "dcgan", "--diffaugment", "translation", *EMA,
+                            "--lr", "5e-4"],
 }
 
 

@@ -1,0 +1,47 @@
+"""scripts/ablate.py end to end: real training runs per variant, one table, the figures, resume."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ablate(out: Path, data: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ablate.py"), "--out", str(out), "--data-dir",
+         str(data), "--variants", "dcgan,diffaug", "--seeds", "1", "--iterations", "6",
+         "--batch-size", "8", "--eval-size", "16", "--eval-points", "1", "--time-iters", "1",
+         "--time-repeats", "1", "--extra", "--ngf", "8", "--ndf", "8", "--num-workers", "0"],
+        capture_output=True, text=True, timeout=600)
+
+
+def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(image_dir, tmp_path):
+    out = tmp_path / "ablation"
+    r = ablate(out, image_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())["variants"]
+    assert list(results) == ["dcgan", "diffaug"]
+    # 104 training images in batches of 8: one 13-iteration epoch covers the 6-iteration budget.
+    for variant, res in results.items():
+        (iteration, fid), = res["curves"]["1"]
+        assert iteration == 13 and 0 < fid == res["final_fid"]["1"], variant
+        assert res["seconds_per_iteration"] > 0
+    assert results["dcgan"]["fid_ratio_to_dcgan"] == {"1": 1.0}
+    assert results["diffaug"]["flags"] == ["--recipe", "dcgan", "--diffaugment", "color,translation"]
+    table = (out / "results.md").read_text().splitlines()
+    assert len(table) == 4 and table[3].startswith("| diffaug | `--diffaugment color,translation` |")
+    with Image.open(out / "faces.png") as faces, Image.open(out / "fid_curves.png") as curves:
+        # Two labelled 4x4 crops of the final grids side by side, 6 px apart.
+        assert faces.size == (2 * 266 + 6, 266 + 20) and curves.width > 0
+    # Run again: finished runs are kept, not retrained, and the table is the same.
+    histories = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/history.jsonl")}
+    assert len(histories) == 2
+    r = ablate(out, image_dir)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/history.jsonl")} == histories
+    again = json.loads((out / "results.json").read_text())["variants"]
+    assert {v: x["final_fid"] for v, x in again.items()} == {v: x["final_fid"] for v, x in results.items()}
