@@ -48,6 +48,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+# The image formats the project reads (data sets) and writes (grids): PIL handles them all.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
 def check_output_path(path: str | Path, flag: str, folder: bool = False,
                       extensions: tuple[str, ...] | None = None) -> Path:
     """A place a command may write: not under a file, in a writable folder, with a file name

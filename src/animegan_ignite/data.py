@@ -17,11 +17,10 @@ from torch.utils.data import Dataset, DistributedSampler
 from torchvision import transforms
 
 from .cache import CachedBatches, CachedImages, load_or_build
-from .cli import UserError
+from .cli import IMAGE_EXTENSIONS, UserError
 from .images import decode_all, load_rgb
 from .synthetic import SyntheticFaces
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 logger = logging.getLogger(__name__)
 
 

@@ -22,7 +22,14 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, load_generator
-from .cli import OneLineErrorParser, UserError, check_output_path, resolve_device, run_command
+from .cli import (
+    IMAGE_EXTENSIONS,
+    OneLineErrorParser,
+    UserError,
+    check_output_path,
+    resolve_device,
+    run_command,
+)
 from .faces import MAX_FACES, grid, latents, render, save_gif, to_pil, walk
 from .rundir import atomic_write
 
@@ -51,7 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-IMAGE_FILES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 EXPORT_FILES = {"torchscript": (".pt", ".pth", ".ts"), "onnx": (".onnx",)}
 MAX_SEED = 2**63 - 1
 
@@ -73,7 +79,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.export and not args.output:
         raise UserError("--export needs --output FILE")
     if args.grid:
-        check_output_path(args.grid, "--grid", extensions=IMAGE_FILES)
+        check_output_path(args.grid, "--grid", extensions=IMAGE_EXTENSIONS)
     if args.out_dir:
         check_output_path(args.out_dir, "--out-dir", folder=True)
     if args.gif:
