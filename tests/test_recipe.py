@@ -10,7 +10,7 @@ from helpers import TINY, checkpoint_names, run_cli, start_cli, wait_for_iterati
 from animegan_ignite.augment import DiffAugment, color, cut, cutout, parse_policy, translate, translation
 from animegan_ignite.config import Config, make_config
 from animegan_ignite.engine import LOSSES, build_gan, make_training_step
-from animegan_ignite.handlers import ema_momentum
+from animegan_ignite.handlers import cosine_factor, ema_momentum
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.models import Discriminator, dcgan_weights_init
 
@@ -118,6 +118,15 @@ def test_ema_half_life_ramps_up_with_the_images_seen():
         1 - 0.5 ** (128 / 10_000))
 
 
+def test_cosine_decay_falls_from_the_full_rate_to_zero_at_the_end():
+    assert cosine_factor(0, 468) == 1.0
+    assert cosine_factor(234, 468) == pytest.approx(0.5)
+    assert cosine_factor(467, 468) == pytest.approx(1.13e-5, rel=0.01)  # the last iteration
+    assert cosine_factor(600, 468) == 0.0  # never negative past the end
+    assert make_config(["--lr-decay", "cosine"]).lr_decay == "cosine"
+    assert make_config([]).lr_decay == "none"
+
+
 # --- through the real command line ------------------------------------------------------------
 
 GOLDEN_DCGAN = [  # the first six iterations of the seed design before recipes existed
@@ -145,7 +154,7 @@ def test_recipe_dcgan_gives_the_seed_designs_losses(tmp_path):
 
 FULL = ["--loss", "hinge", "--spectral-norm", "--lr-g", "1e-4", "--lr-d", "4e-4",
         "--diffaugment", "color,translation,cutout", "--ema-halflife-kimg", "0.5",
-        "--ema-rampup", "0.05"]
+        "--ema-rampup", "0.05", "--lr-decay", "cosine"]
 SLOW = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0", "--no-progress",
         "--eval-size", "32", "--eval-every", "0"]
 
@@ -165,6 +174,10 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_ema_weights(big
         assert whole[key].keys() == cut_run[key].keys()
         assert all(torch.equal(whole[key][k], cut_run[key][k]) for k in whole[key]), key
     assert not all(torch.equal(whole["ema"][k], whole["netG"][k]) for k in whole["ema"])
+    # the cosine decay reached the last of 27 iterations with each network's own base rate
+    for key, base in (("optG", 1e-4), ("optD", 4e-4)):
+        for run in (whole, cut_run):
+            assert run[key]["param_groups"][0]["lr"] == pytest.approx(base * cosine_factor(26, 27))
 
 
 def test_the_full_recipe_trains_from_the_cache_in_bf16_and_generates_from_either_weights(

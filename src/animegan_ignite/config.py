@@ -40,7 +40,7 @@ SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seed
 # DiffAugment, the one change the ablation found to help at a few hundred iterations (README,
 # "Training recipes"). The default stays the seed's until a change is confirmed on two seeds.
 _DCGAN = {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None, "diffaugment": None,
-          "ema_halflife_kimg": 0.0, "ema_rampup": 0.0, "ema_buffers": "copy"}
+          "ema_halflife_kimg": 0.0, "ema_rampup": 0.0, "ema_buffers": "copy", "lr_decay": "none"}
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": _DCGAN,
     "diffaug": {**_DCGAN, "diffaugment": "color,translation"},
@@ -158,6 +158,7 @@ class Config:
     ema_halflife_kimg: float = setting(0.0, float, lo=0, hi=10**6)
     ema_rampup: float = setting(0.0, float, lo=0, hi=10**3)
     ema_buffers: str = setting("copy", str, choices=("copy", "update"))
+    lr_decay: str = setting("none", str, choices=("none", "cosine"))
 
     @property
     def synthetic(self) -> bool:
@@ -343,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "of the images seen so far (StyleGAN's 0.05); 0 = no ramp")
     p.add_argument("--ema-buffers", help="BatchNorm statistics of the EMA generator: copy (G's "
                    "own) or update (averaged like the weights)")
+    p.add_argument("--lr-decay", help="learning-rate schedule of both networks: none (constant) "
+                   "or cosine (from the rate down to 0 at the last iteration of --epochs)")
     return p
 
 

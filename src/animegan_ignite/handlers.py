@@ -4,6 +4,7 @@ they fire (ignite runs the handlers of one event in the order they were added):
 - ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
   was never written (interrupted during the evaluation) finishes that epoch end first.
 - ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
+- ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
 - ``ITERATION_COMPLETED``: NaN guard -> EMA of G (momentum schedule, then ignite's
   ``EMAHandler``) -> running averages -> loss history -> RNG mark -> fixed-noise snapshot ->
   progress bar -> loggers.
@@ -88,6 +89,8 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     epoch_end = EpochEnd(ctx, timer)
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
 
+    if ctx.cfg.lr_decay == "cosine":
+        trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, nan_guard)
     if ctx.ema is not None:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, set_ema_momentum, ctx.cfg)
@@ -145,6 +148,24 @@ def make_ema(cfg: Config, gan: GAN) -> EMAHandler:
 
 def set_ema_momentum(engine: Engine, cfg: Config) -> None:
     engine.state.ema_momentum = ema_momentum(cfg, engine.state.iteration)
+
+
+def cosine_factor(step: int, total: int) -> float:
+    """The fraction of the base rate at 0-based ``step`` of ``total``: 1 at the first step,
+    falling along half a cosine to 0 after the last."""
+    return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+
+def decay_lr(engine: Engine, ctx: RunContext) -> None:
+    """Set both optimizers' rates for this iteration. A function of the iteration count alone
+    (unlike ignite's CosineAnnealingScheduler, whose own counter would have to be checkpointed
+    and which starts a new cycle past its end): a resumed run continues the same curve, and a
+    run resumed with more ``--epochs`` stretches it to the new end."""
+    total = engine.state.max_epochs * engine.state.epoch_length
+    factor = cosine_factor(engine.state.iteration - 1, total)
+    for opt, base in ((ctx.gan.optG, ctx.cfg.g_lr), (ctx.gan.optD, ctx.cfg.d_lr)):
+        for group in opt.param_groups:
+            group["lr"] = base * factor
 
 
 def set_data_order(engine: Engine) -> None:
