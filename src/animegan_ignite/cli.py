@@ -49,7 +49,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 # The image formats the project reads (data sets) and writes (grids): PIL handles them all.
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def check_output_path(path: str | Path, flag: str, folder: bool = False,
