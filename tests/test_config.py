@@ -69,6 +69,11 @@ def test_a_recipe_sets_its_values_below_the_flags_and_a_resume_keeps_them(tmp_pa
     c = make_config(["--recipe", "diffaug", "--diffaugment", "none", "--data-dir", str(tmp_path)])
     assert c.diffaugment is None
     assert make_config(["--data-dir", str(tmp_path)]).diffaugment is None  # the default: dcgan
+    best = make_config(["--recipe", "diffaug_lr5_cos", "--data-dir", str(tmp_path)])
+    assert (best.diffaugment, best.lr_g, best.lr_d, best.lr_decay) == (
+        "color,translation", 5e-4, 5e-4, "cosine")
+    mine = make_config(["--recipe", "diffaug_lr5_cos", "--lr", "1e-4", "--data-dir", str(tmp_path)])
+    assert (mine.lr, mine.lr_g, mine.lr_d, mine.lr_decay) == (1e-4, None, None, "cosine")
 
 
 def test_a_runs_config_json_starts_a_new_run_with_the_same_settings(tmp_path):
