@@ -74,6 +74,8 @@ VARIANTS: dict[str, list[str]] = {
     "lr5_cos": ["--recipe", "dcgan", "--lr", "5e-4", "--lr-decay", "cosine"],
     "diffaug_cos": ["--recipe", "dcgan", *DIFFAUG, "--lr-decay", "cosine"],
     "diffaug_lr5_cos": ["--recipe", "dcgan", *DIFFAUG, "--lr", "5e-4", "--lr-decay", "cosine"],
+    "diffaug_lr10": ["--recipe", "dcgan", *DIFFAUG, "--lr", "1e-3"],
+    "diffaug_g10d5": ["--recipe", "dcgan", *DIFFAUG, "--lr-g", "1e-3", "--lr-d", "5e-4"],
     "diffaug_lr10_cos": ["--recipe", "dcgan", *DIFFAUG, "--lr", "1e-3", "--lr-decay", "cosine"],
     "diffaug_g10d5_cos": ["--recipe", "dcgan", *DIFFAUG, "--lr-g", "1e-3", "--lr-d", "5e-4",
                           "--lr-decay", "cosine"],
