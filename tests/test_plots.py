@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from helpers import REPO, TINY, run_cli
 from PIL import Image
@@ -45,6 +46,13 @@ def test_trainer_draws_every_figure_as_valid_images(finished_run):
     with Image.open(plots / "training.gif") as gif:
         assert gif.format == "GIF" and gif.n_frames == 5  # snapshots at 5, 10, 15, 20, 25
         assert gif.width >= 500
+        gif.seek(gif.n_frames - 1)  # the last frame is the last snapshot, below its label
+        frame = np.asarray(gif.convert("RGB"), dtype=float)[22:]
+    with Image.open(finished_run / "snapshots" / "iter_0000025.png") as im:
+        snapshot = np.asarray(im.convert("RGB"), dtype=float)
+    assert frame.shape == snapshot.shape
+    # 256 colours: ~6 grey levels off on average on the demo faces (PIL's slower median cut: ~5)
+    assert np.abs(frame - snapshot).mean() < 8
 
 
 def test_plot_metrics_redraws_into_another_folder(finished_run, tmp_path):

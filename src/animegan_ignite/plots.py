@@ -154,7 +154,10 @@ def write_gif(snapshots: list[tuple[int, Path]], path: Path, frame_ms: int = 400
         canvas = Image.new("RGB", (frame.width, frame.height + 22), "white")
         canvas.paste(frame, (0, 22))
         ImageDraw.Draw(canvas).text((6, 4), f"iteration {iteration}", fill="black")
-        frames.append(canvas)
+        # Fast octree quantisation: PIL's default (median cut) took 0.5 s per frame, which every
+        # epoch end paid for every snapshot so far; this takes ~10 ms and looks the same.
+        frames.append(canvas.quantize(256, method=Image.Quantize.FASTOCTREE,
+                                      dither=Image.Dither.NONE))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True,
                                                 append_images=frames[1:], duration=frame_ms,
