@@ -68,7 +68,14 @@ def test_a_recipe_sets_its_values_below_the_flags_and_a_resume_keeps_them(tmp_pa
     assert (c.recipe, c.diffaugment, c.loss) == ("diffaug", "color,translation", "bce")
     c = make_config(["--recipe", "diffaug", "--diffaugment", "none", "--data-dir", str(tmp_path)])
     assert c.diffaugment is None
-    assert make_config(["--data-dir", str(tmp_path)]).diffaugment is None  # the default: dcgan
+    default = make_config(["--data-dir", str(tmp_path)])  # real data: the measured winner
+    assert (default.recipe, default.diffaugment, default.lr_decay) == (
+        "diffaug_lr5_cos", "color,translation", "cosine")
+    demo = make_config([])  # the demo's own winner, without the decay
+    assert (demo.recipe, demo.diffaugment, demo.g_lr, demo.lr_decay) == (
+        "diffaug_lr5", "color,translation", 5e-4, "none")
+    plain = make_config(["--recipe", "dcgan", "--data-dir", str(tmp_path)])
+    assert (plain.diffaugment, plain.g_lr, plain.d_lr, plain.lr_decay) == (None, 2e-4, 2e-4, "none")
     best = make_config(["--recipe", "diffaug_lr5_cos", "--data-dir", str(tmp_path)])
     assert (best.diffaugment, best.lr_g, best.lr_d, best.lr_decay) == (
         "color,translation", 5e-4, 5e-4, "cosine")
