@@ -101,10 +101,11 @@ def _train_2_procs(argv, dump):
 
 
 def test_a_resumed_2_process_run_draws_each_ranks_own_noise_as_if_never_stopped(image_dir, tmp_path):
-    whole = _train_2_procs(["--data-dir", str(image_dir), "--output-dir", str(tmp_path / "a")],
-                           tmp_path / "whole")
-    _train_2_procs(["--data-dir", str(image_dir), "--output-dir", str(tmp_path / "b"),
-                    "--epochs", "1"], tmp_path / "first")
+    # A constant rate: the default recipe's cosine spans a run's own --epochs, so a 1-epoch run
+    # resumed to 2 follows another curve than a 2-epoch run (the same-curve resume is test_recipe's).
+    flags = ["--data-dir", str(image_dir), "--lr-decay", "none"]
+    whole = _train_2_procs([*flags, "--output-dir", str(tmp_path / "a")], tmp_path / "whole")
+    _train_2_procs([*flags, "--output-dir", str(tmp_path / "b"), "--epochs", "1"], tmp_path / "first")
     resumed = _train_2_procs(["--resume", str(tmp_path / "b"), "--epochs", "2"], tmp_path / "resumed")
     assert not torch.equal(resumed["rng_rank0"], resumed["rng_rank1"])  # ranks draw different noise
     for key in ("rng_rank0", "rng_rank1"):
