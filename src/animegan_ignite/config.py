@@ -45,10 +45,9 @@ _DCGAN = {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None, "di
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": _DCGAN,
     "diffaug": {**_DCGAN, "diffaugment": "color,translation"},
-    "diffaug_lr5": {**_DCGAN, "diffaugment": "color,translation", "lr_g": 5e-4, "lr_d": 5e-4},
-    "diffaug_lr5_cos": {**_DCGAN, "diffaugment": "color,translation", "lr_g": 5e-4, "lr_d": 5e-4,
-                        "lr_decay": "cosine"},
 }
+RECIPES["diffaug_lr5"] = {**RECIPES["diffaug"], "lr_g": 5e-4, "lr_d": 5e-4}
+RECIPES["diffaug_lr5_cos"] = {**RECIPES["diffaug_lr5"], "lr_decay": "cosine"}
 DEFAULT_RECIPE = "diffaug_lr5_cos"
 
 
@@ -251,7 +250,7 @@ def check_values(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
 
 
 # The demo schedule: small enough that the no-argument command finishes on 2 CPU cores within
-# 3 minutes, large enough that the faces visibly take shape. Only used without --data-dir. Its
+# minutes, large enough that the faces visibly take shape. Only used without --data-dir. Its
 # recipe is the demo's measured winner (README, "Training recipes"): on the same schedule
 # "diffaug_lr5" draws the cartoon faces where "dcgan" draws grey-blue blobs.
 DEMO_OVERRIDES: dict[str, Any] = {
