@@ -94,18 +94,18 @@ def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.d
 
 
 def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
-                epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None
-                ) -> list[float]:
+                epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None,
+                width: int = 64) -> list[float]:
     """This project's Engine with every handler of a real run (history, snapshots every 500
     iterations, running averages, NaN guard, checkpoints at the epoch end; no evaluation) on
-    ``loader``, optionally under ignite's ``profiler``. Returns the clock (after a device sync)
-    at each of the ``marks`` events."""
-    gan = build_gan(100, 64, 64, 2e-4, 0.5, device)
+    ``loader``, optionally under ignite's ``profiler``, with networks of ``width`` (ngf = ndf).
+    Returns the clock (after a device sync) at each of the ``marks`` events."""
+    gan = build_gan(100, width, width, 2e-4, 0.5, device)
     if speed.channels_last:
         gan.netG.to(memory_format=torch.channels_last)
         gan.netD.to(memory_format=torch.channels_last)
     cfg = Config(precision=speed.precision, channels_last=speed.channels_last,
-                 compile=speed.compile, eval_size=0, progress=False)
+                 compile=speed.compile, eval_size=0, progress=False, ngf=width, ndf=width)
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)

@@ -8,14 +8,17 @@ import torch
 from helpers import write_images
 from PIL import Image
 
+from animegan_ignite.cache import CachedBatches
 from animegan_ignite.data import (
     DataError,
     ImageFiles,
     default_transform,
     find_images,
     make_split,
+    make_train_loader,
     split_indices,
 )
+from animegan_ignite.evaluation import dataset_fingerprint
 from animegan_ignite.synthetic import SyntheticFaces
 
 
@@ -104,3 +107,20 @@ def test_synthetic_faces_are_deterministic_and_varied():
     assert a[0][0].size == (64, 64)
     with pytest.raises(IndexError):
         a[8]
+
+
+def test_cached_demo_faces_are_the_drawn_faces_served_without_workers(tmp_path):
+    """--cache on the synthetic demo draws each face once into memory: the same tensors as the
+    on-the-fly path, batches gathered from memory, and a real-stats fingerprint of its own."""
+    drawn = make_split(None, 16, 8, 5, synthetic_size=48)
+    cached = make_split(None, 16, 8, 5, synthetic_size=48, cache_dir=tmp_path)
+    assert "drawn once into memory" in cached.description and not any(tmp_path.iterdir())
+    for a, b in ((drawn.train, cached.train), (drawn.eval, cached.eval)):
+        assert list(a.indices) == list(b.indices)
+        assert torch.equal(torch.stack([x for x, _ in a]), torch.stack([x for x, _ in b]))
+    loader = make_train_loader(cached.train, 8, num_workers=2, seed=0)
+    assert isinstance(loader, CachedBatches)
+    first = next(iter(loader))
+    assert first.shape == (8, 3, 64, 64) and -1 <= first.min() < first.max() <= 1
+    assert dataset_fingerprint(cached.eval) != dataset_fingerprint(
+        make_split(None, 16, 8, 6, synthetic_size=48, cache_dir=tmp_path).eval)

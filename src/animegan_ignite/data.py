@@ -19,7 +19,7 @@ from torchvision import transforms
 from .cache import CachedBatches, CachedImages, load_or_build
 from .cli import IMAGE_EXTENSIONS, UserError
 from .images import decode_all, load_rgb
-from .synthetic import SyntheticFaces
+from .synthetic import DrawnFaces, SyntheticFaces
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +106,13 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
     """Build the train/eval split of an image folder, or of the synthetic faces when
     ``data_dir`` is None. With ``cache_dir``, a folder's images come from the decoded-image
     cache (see cache.py). Every file is decoded once up front, by ``num_workers`` processes.
-    Raises :class:`DataError` when there are too few images."""
+    The synthetic faces with ``cache_dir`` are drawn once into memory instead (nothing is
+    written). Raises :class:`DataError` when there are too few images."""
     tf = default_transform(image_size)
-    if data_dir is None:
+    if data_dir is None and cache_dir is not None:
+        full = DrawnFaces(synthetic_size, seed=seed, image_size=image_size, progress=progress)
+        source = f"synthetic demo faces ({synthetic_size}, drawn once into memory)"
+    elif data_dir is None:
         full = SyntheticFaces(synthetic_size, seed=seed, image_size=image_size, transform=tf)
         source = f"synthetic demo faces ({synthetic_size})"
     elif cache_dir is not None:

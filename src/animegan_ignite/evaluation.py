@@ -77,7 +77,7 @@ def dataset_fingerprint(dataset: Dataset) -> str:
     indices: list[int] | None = None
     if isinstance(dataset, Subset):
         indices, dataset = list(dataset.indices), dataset.dataset
-    if hasattr(dataset, "files"):
+    if getattr(dataset, "files", None):  # a folder's images (the drawn demo faces have none)
         files = dataset.files if indices is None else [dataset.files[i] for i in indices]
         items = [(str(Path(f).resolve()), *_size_mtime(f)) for f in files]
         return _digest(["files", items])
