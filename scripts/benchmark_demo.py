@@ -35,8 +35,9 @@ def epoch_seconds(loader, width: int) -> float:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--faces", type=int, help="synthetic faces (default: the demo's)")
     args = p.parse_args()
-    demo = make_config([])
+    demo = make_config(["--synthetic-size", str(args.faces)] if args.faces else [])
     split_args = (None, demo.eval_size, demo.batch_size, demo.data_seed, demo.synthetic_size)
     drawn = make_split(*split_args)
     start = time.perf_counter()

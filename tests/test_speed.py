@@ -142,3 +142,20 @@ def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
     overhead = result["handler_overhead"]
     assert 0 < overhead["handlers_ms_per_iteration"] < overhead["step_ms_per_iteration"]
     assert "vs (a)" in r.stdout
+
+
+def test_demo_benchmark_times_both_demo_data_paths():
+    import re
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark_demo.py"), "--repeats",
+                        "1", "--faces", "320"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    every = re.search(r"drawn every epoch by the workers: ([\d.]+) s", r.stdout)
+    once = re.search(r"drawn once into memory \(--cache\): ([\d.]+) s \(([\d.]+)x", r.stdout)
+    assert every and once, r.stdout
+    assert float(every[1]) > 0 and float(once[1]) > 0
+    assert float(once[2]) == pytest.approx(float(every[1]) / float(once[1]), rel=0.05)
