@@ -249,12 +249,12 @@ def check_values(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
 
 
 
-# The demo schedule: the no-argument command finishes on 2 CPU cores in about 3 minutes and the
+# The demo schedule: the no-argument command finishes on 2 CPU cores in ~3.5 minutes and the
 # cartoon faces take shape. Only used without --data-dir. Measured (README, "Training recipes"):
 # at this cost, width-16 networks trained for more steps draw better faces than width-32 ones
 # for fewer; the recipe "diffaug_lr5" draws the faces where "dcgan" draws blobs; the faces are
 # drawn once into memory (--cache) so that no worker redraws them each epoch; one evaluation at
-# the end, because each costs as much as two epochs.
+# the end, because on 2 cores each costs as much as two or three epochs.
 DEMO_OVERRIDES: dict[str, Any] = {
     "recipe": "diffaug_lr5",
     "epochs": 12,
