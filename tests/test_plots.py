@@ -103,3 +103,17 @@ def test_tensorboard_flag_needs_tensorboard_or_logs_events(image_dir, tmp_path):
     else:
         assert r.returncode == 0, r.stderr
         assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_a_single_evaluation_is_plotted_on_whole_epochs():
+    from matplotlib.figure import Figure
+
+    from animegan_ignite.plots import draw_fid, draw_is
+
+    epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128,
+               "is_mean": 2.5, "is_std": 0.1}]
+    for draw in (draw_fid, draw_is):
+        ax = Figure().subplots()
+        draw(ax, epochs)
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert 12 in ticks and all(float(t).is_integer() for t in ticks), (draw.__name__, ticks)

@@ -98,7 +98,7 @@ def draw_fid(ax, epochs: list[dict]) -> None:
             f"(epoch {x[best]})")
     n = ev[-1].get("num_generated")
     ax.set(xlabel="epoch", ylabel="FID (lower is better)", title=f"FID, {n} generated vs held-out real")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax, x)
     ax.legend(loc="best")
 
 
@@ -116,8 +116,16 @@ def draw_is(ax, epochs: list[dict]) -> None:
     ax.plot(x, mean, "s-", color="tab:green", lw=1.8, label="IS mean")
     ax.fill_between(x, mean - std, mean + std, color="tab:green", alpha=0.2, label="± std (10 splits)")
     ax.set(xlabel="epoch", ylabel="IS (higher is better)", title="Inception Score")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _epoch_axis(ax, x)
     ax.legend(loc="lower right")
+
+
+def _epoch_axis(ax, epochs) -> None:
+    """Whole epochs on the x axis; around a single evaluation (the demo evaluates once) the
+    automatic limits span less than one epoch and would be ticked in fractions."""
+    if len(epochs) == 1:
+        ax.set_xlim(epochs[0] - 1, epochs[0] + 1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _wrap(text: str, width: int) -> str:
