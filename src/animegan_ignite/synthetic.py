@@ -11,10 +11,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
 from tqdm.auto import tqdm
 
 from .cache import CachedImages
@@ -58,10 +58,9 @@ class DrawnFaces(CachedImages):
 
     def __init__(self, size: int, seed: int = 999, image_size: int = 64,
                  progress: bool = False) -> None:
-        images = torch.empty(size, 3, image_size, image_size, dtype=torch.uint8)
-        for i in tqdm(range(size), desc="drawing the demo faces", disable=not progress, leave=False):
-            face = draw_face(random.Random(f"{seed}:{i}"), image_size)
-            images[i] = torch.from_numpy(np.array(face)).permute(2, 0, 1)
+        faces = SyntheticFaces(size, seed, image_size)
+        images = torch.stack([pil_to_tensor(faces[i][0]) for i in tqdm(
+            range(size), desc="drawing the demo faces", disable=not progress, leave=False)])
         super().__init__(images, files=[])
         self.size, self.seed = size, seed  # what dataset_fingerprint keys the real stats by
 
