@@ -5,6 +5,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -181,6 +182,46 @@ def small_disk(tmp_path):
         pytest.skip(f"cannot mount a size-limited tmpfs here ({r.stderr.strip()[:80]})")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+HOLD_LOCK = """
+import sys, time
+from animegan_ignite.rundir import RunDir, run_lock
+with run_lock(RunDir(sys.argv[1])):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def hold_lock(run: Path) -> subprocess.Popen:
+    """Another process holding ``run``'s lock, as a trainer writing it does."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_another_trainer_writes_is_refused_and_a_killed_trainer_leaves_no_lock(world, tmp_path):
+    resumed, new = tmp_path / "run", tmp_path / "new"
+    shutil.copytree(world / "run", resumed)
+    holders = [hold_lock(resumed), hold_lock(new)]
+    try:
+        before = snapshot(tmp_path)
+        r = run_cli("train", "--resume", resumed, "--epochs", "2")
+        assert_one_line_error(r, 2, f"{resumed} is being written by another training process")
+        r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
+        assert_one_line_error(r, 2, f"{new} is being written by another training process")
+        assert snapshot(tmp_path) == before
+    finally:
+        for holder in holders:
+            holder.kill()  # SIGKILL: no clean-up, as when a trainer is killed
+            holder.wait()
+    r = run_cli("train", "--resume", resumed, "--epochs", "2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [e["epoch"] for e in split_history(read_history(resumed))[1]] == [1, 2]
+    r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (new / "config.json").is_file()
 
 
 def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes(world, small_disk):

@@ -10,6 +10,7 @@ Layout (documented in the README)::
       model_summary.txt  torchsummary's tables of G and D
       history.jsonl      per-iteration and per-epoch records (see history.py)
       train.log          the console log
+      train.lock         held (an OS file lock) while a trainer writes the run; empty
       checkpoints/       checkpoint_<iteration>.pt (latest two), best_checkpoint_<iteration>.pt
         superseded/      checkpoints after the point a run was resumed from (kept, not used)
       snapshots/         iter_<iteration>.png, 8x8 grids of G(fixed_noise); final.png
@@ -21,12 +22,16 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
+
+from filelock import FileLock, Timeout
 
 from .cli import UserError, check_output_path, free_bytes
 
@@ -35,6 +40,7 @@ _REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
 _BEST = re.compile(r"best_checkpoint_(\d+)\.pt")
 _SNAPSHOT = re.compile(r"iter_(\d+)\.png")
 _TEMP = re.compile(r"\..+\.\d+\.tmp")
+logger = logging.getLogger("animegan_ignite")
 
 
 class RunDirError(UserError):
@@ -99,6 +105,7 @@ class RunDir:
         self.noise = self.root / "fixed_noise.pt"
         self.history = self.root / "history.jsonl"
         self.log = self.root / "train.log"
+        self.lock = self.root / "train.lock"
         self.summary = self.root / "model_summary.txt"
         self.real_samples = self.root / "real_samples.png"
         self.checkpoints = self.root / CHECKPOINT_DIR
@@ -152,6 +159,32 @@ class RunDir:
         return stale
 
 
+@contextmanager
+def run_lock(run: RunDir) -> Iterator[None]:
+    """Hold ``run``'s lock (creating its folder) for the ``with`` block: two trainers writing one
+    run (a resume started twice, a notebook cell run again) would interleave their history and
+    delete each other's half-written files. An OS lock, so a killed trainer leaves no stale lock
+    behind; where the file system has no locks (some network mounts) the run goes on unguarded,
+    with a warning."""
+    run.root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run.lock)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise RunDirError(f"{run.root} is being written by another training process (it holds "
+                          f"{run.lock.name}; `fuser {run.lock}` shows which); wait for it to end "
+                          "or stop it, then --resume the run") from None
+    except (NotImplementedError, OSError) as e:
+        logger.warning("%s cannot be locked (%s); make sure no other trainer writes this run",
+                       run.root, e)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def new_run_dir(output_dir: str | None, check: bool = True, force: bool = False) -> Path:
     """The folder for a new run: ``output_dir`` or ``runs/<timestamp>``. It must be a place that
     can be written, must not hold a run, and must be empty unless ``force``. Not created here,
@@ -165,7 +198,8 @@ def new_run_dir(output_dir: str | None, check: bool = True, force: bool = False)
     if run.is_run():
         raise RunDirError(f"--output-dir {path} already holds a run; continue it with "
                           f"--resume {path}, or choose another --output-dir")
-    others = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    # A lock file alone is what a run that stopped before its first write leaves.
+    others = sorted(p.name for p in path.iterdir() if p != run.lock) if path.is_dir() else []
     if others and not force:
         shown = ", ".join(others[:4]) + (", ..." if len(others) > 4 else "")
         raise RunDirError(f"--output-dir {path} is not empty ({shown}) and holds no run; choose "

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,15 @@ from .handlers import RunContext, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
 from .models import summarize
-from .rundir import RunDir, atomic_write, new_run_dir, write_json_atomic, write_text_atomic
+from .rundir import (
+    RunDir,
+    RunDirError,
+    atomic_write,
+    new_run_dir,
+    run_lock,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .trackers import make_trackers
 
 logger = logging.getLogger("animegan_ignite")
@@ -323,6 +332,14 @@ def rendezvous_port(spawn: int | None) -> int | None:
         return s.getsockname()[1]
 
 
+def _check_still_new(plan: Plan) -> None:
+    """A new run's folder was checked before the data set was loaded; a trainer started at the
+    same time with the same --output-dir may have filled it since."""
+    if plan.checkpoint is None and plan.run.is_run():
+        raise RunDirError(f"--output-dir {plan.run} already holds a run (another trainer started "
+                          f"there meanwhile); continue it with --resume {plan.run}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status. With ``--nproc-per-node N`` it starts
     N processes (``idist.Parallel``); under torchrun each process runs this."""
@@ -330,11 +347,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
     try:
         cfg = make_config(argv)
-        plan = make_plan(cfg, check_output_dir=int(os.environ.get("RANK", "0")) == 0)
+        writer = int(os.environ.get("RANK", "0")) == 0
+        plan = make_plan(cfg, check_output_dir=writer)
         spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
-        with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
-                            master_port=rendezvous_port(spawn)) as parallel:
-            parallel.run(_worker, plan)
+        # The writer holds the run's lock for the whole run (spawned processes run inside it).
+        with run_lock(plan.run) if writer else nullcontext():
+            if writer:
+                _check_still_new(plan)
+            with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
+                                master_port=rendezvous_port(spawn)) as parallel:
+                parallel.run(_worker, plan)
     except UserError as e:
         print_error(e)
         return EXIT_USER_ERROR
