@@ -185,20 +185,23 @@ def small_disk(tmp_path):
 
 
 HOLD_LOCK = """
-import sys, time
+import os, sys, time
 from animegan_ignite.rundir import RunDir, run_lock
 with run_lock(RunDir(sys.argv[1])):
-    print("held", flush=True)
+    worker = os.fork()  # as a trainer's DataLoader workers are, outliving it for seconds
+    if worker == 0:
+        time.sleep(600)
+        os._exit(0)
+    print(worker, flush=True)
     time.sleep(600)
 """
 
 
-def hold_lock(run: Path) -> subprocess.Popen:
-    """Another process holding ``run``'s lock, as a trainer writing it does."""
+def hold_lock(run: Path) -> tuple[subprocess.Popen, int]:
+    """Another process holding ``run``'s lock, as a trainer writing it does, and its forked child."""
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], stdout=subprocess.PIPE,
                               text=True)
-    assert holder.stdout.readline().strip() == "held"
-    return holder
+    return holder, int(holder.stdout.readline())
 
 
 def test_a_run_another_trainer_writes_is_refused_and_a_killed_trainer_leaves_no_lock(world, tmp_path):
@@ -212,16 +215,21 @@ def test_a_run_another_trainer_writes_is_refused_and_a_killed_trainer_leaves_no_
         r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
         assert_one_line_error(r, 2, f"{new} is being written by another training process")
         assert snapshot(tmp_path) == before
-    finally:
-        for holder in holders:
+        for holder, _ in holders:
             holder.kill()  # SIGKILL: no clean-up, as when a trainer is killed
             holder.wait()
-    r = run_cli("train", "--resume", resumed, "--epochs", "2")
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert [e["epoch"] for e in split_history(read_history(resumed))[1]] == [1, 2]
-    r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert (new / "config.json").is_file()
+        # The forked children live on; the lock went with the process that took it.
+        r = run_cli("train", "--resume", resumed, "--epochs", "2")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert [e["epoch"] for e in split_history(read_history(resumed))[1]] == [1, 2]
+        r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (new / "config.json").is_file()
+    finally:
+        for holder, worker in holders:
+            holder.kill()
+            holder.wait()
+            os.kill(worker, 9)
 
 
 def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes(world, small_disk):
