@@ -10,7 +10,7 @@ from animegan_ignite.cli import Diverged
 from animegan_ignite.config import Config
 from animegan_ignite.data import make_split, make_train_loader
 from animegan_ignite.engine import build_gan
-from animegan_ignite.handlers import setup_handlers
+from animegan_ignite.handlers import PlotExport, setup_handlers
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
 from animegan_ignite.train import build_trainer
@@ -117,3 +117,28 @@ def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir,
     saved = torch.load(tmp_path / "checkpoints" / "checkpoint_4.pt")
     assert saved["trainer"]["iteration"] == 4
     assert len(saved["run_state"]["rng"]) == 1  # the RNG states at the end of iteration 4
+
+
+def test_plots_are_redrawn_at_most_a_tenth_of_the_time_but_always_at_the_last_epoch(image_dir,
+                                                                                  tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=4)
+    losses = tmp_path / "plots" / "losses.png"
+    drawn = []
+
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def plot_time(engine):  # after the epoch end's handlers
+        drawn.append(losses.stat().st_mtime_ns)
+
+    _run(trainer, ctx, loader, 4)
+    # A redraw takes far longer than these tiny epochs: epoch 1 draws, 2 and 3 wait for 9x the
+    # redraw's time, the last is drawn regardless.
+    assert drawn[0] == drawn[1] == drawn[2] < drawn[3]
+    assert read_history(tmp_path)[-1]["epoch"] == 4
+
+    clock = iter([0.0, 1.0, 5.0, 9.5, 10.0, 12.0, 12.0, 13.0]).__next__
+    plots = PlotExport(tmp_path, share=0.1, clock=clock)
+    # drawn from 0 to 1 s: due again 9 s later; skipped at 5; drawn when forced (9.5 to 10);
+    # due at 14.5, so skipped at 12 and drawn only because forced at 12 (ends at 13)
+    assert [plots(), plots(), plots(force=True), plots(), plots(force=True)] == [
+        True, False, True, False, True]
+    assert plots.next_due == 13.0 + 9.0

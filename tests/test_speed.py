@@ -9,7 +9,7 @@ from helpers import NO_EVAL, TINY, run_cli, write_images
 
 from animegan_ignite.cache import CachedImages, load_or_build
 from animegan_ignite.data import ImageFiles, default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.engine import Speed, build_gan, make_training_step
+from animegan_ignite.engine import Speed, build_gan, frozen, make_training_step
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.models import Generator, dcgan_weights_init
 
@@ -159,3 +159,34 @@ def test_demo_benchmark_times_both_demo_data_paths():
     assert every and once, r.stdout
     assert float(every[1]) > 0 and float(once[1]) > 0
     assert float(once[2]) == pytest.approx(float(every[1]) / float(once[1]), rel=0.05)
+
+
+def test_step_benchmark_checks_both_steps_agree_and_reports_the_ratio():
+    import re
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark_step.py"), "--width", "8",
+                        "--batch-size", "8", "--iters", "2", "--warmup", "1", "--repeats", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "losses of 3 steps identical" in r.stdout
+    plain = re.search(r"the tutorial's\): ([\d.]+) ms", r.stdout)
+    frozen = re.search(r"this trainer's\): ([\d.]+) ms \(([\d.]+)x", r.stdout)
+    assert plain and frozen, r.stdout
+    assert float(frozen[2]) == pytest.approx(float(plain[1]) / float(frozen[1]), rel=0.05)
+
+
+def test_frozen_d_passes_gradients_to_g_computes_none_of_its_own_and_trains_again_after():
+    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    fake = gan.netG(torch.randn(4, 16, 1, 1))
+    with frozen(gan.netD):
+        gan.netD(fake).mean().backward()
+    assert all(p.grad is None for p in gan.netD.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in gan.netG.parameters())
+    assert all(p.requires_grad for p in gan.netD.parameters())
+    with pytest.raises(RuntimeError), frozen(gan.netD):  # a failing step unfreezes it too
+        raise RuntimeError("out of memory")
+    assert all(p.requires_grad for p in gan.netD.parameters())
