@@ -54,8 +54,8 @@ def main() -> None:
     ratio = medians["drawn_every_epoch"] / medians["drawn_once"]
     print(f"demo epoch ({len(drawn.train)} faces, batch {demo.batch_size}, width {demo.ngf}, "
           f"{demo.num_workers} workers, {torch.get_num_threads()} threads), median of {args.repeats}:")
-    print(f"  faces drawn every epoch by the workers: {medians['drawn_every_epoch']:.1f} s")
-    print(f"  faces drawn once into memory (--cache): {medians['drawn_once']:.1f} s "
+    print(f"  faces drawn every epoch by the workers: {medians['drawn_every_epoch']:.2f} s")
+    print(f"  faces drawn once into memory (--cache): {medians['drawn_once']:.2f} s "
           f"({ratio:.2f}x faster; drawing them once took {draw_once:.1f} s)")
 
 
