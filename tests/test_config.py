@@ -93,4 +93,9 @@ def test_a_runs_config_json_starts_a_new_run_with_the_same_settings(tmp_path):
     assert {**saved.to_dict(), "output_dir": str(tmp_path / "new")} == again.to_dict()
     (tmp_path / "config.json").write_text(json.dumps({**saved.to_dict(), "resume": "somewhere"}))
     with pytest.raises(ConfigError, match="give --resume RUN_DIR on the command line"):
-        make_config(["--config", str(tmp_path / "config.json")])
+        make_config(["--config", str(tmp_path / "config.json")])  # a file of settings, not a run's
+    # a resumed run's own config.json records where it was resumed from: a new run ignores that
+    (tmp_path / "history.jsonl").write_text("")
+    again = make_config(["--config", str(tmp_path / "config.json"), "--output-dir",
+                         str(tmp_path / "new")])
+    assert {**saved.to_dict(), "output_dir": str(tmp_path / "new")} == again.to_dict()

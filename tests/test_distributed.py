@@ -2,13 +2,14 @@
 
 import contextlib
 import math
+import signal
 import socket
 
 import ignite.distributed as idist
 import pytest
 import torch
 from dist_helpers import train_and_dump, train_and_dump_rng
-from helpers import run_cli
+from helpers import checkpoint_names, run_cli, start_cli, wait_for_iteration
 
 from animegan_ignite.config import make_config
 from animegan_ignite.history import read_history, split_history
@@ -62,6 +63,25 @@ def test_cli_launches_two_processes_from_one_command(image_dir, tmp_path, monkey
                 "--backend", "gloo", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert [x["iteration"] for x in split_history(read_history(run))[0]] == list(range(1, 40))
+
+
+def test_sigterm_to_the_launching_process_checkpoints_both_and_resume_continues(big_dir, tmp_path):
+    run = tmp_path / "run"
+    # 288 training images, global batch 32 (16 a process): 9 iterations an epoch
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", "--eval-size",
+                      "32", "--eval-every", "0", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
+                      "--num-workers", "0", "--no-progress", "--backend", "gloo",
+                      "--nproc-per-node", "2"])
+    wait_for_iteration(run, 4, proc)
+    proc.send_signal(signal.SIGTERM)  # to the launcher only, as `kill PID` or `docker stop` do
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM; a checkpoint was saved" in err
+    stopped_at = int(checkpoint_names(run)[-1].split("_")[1].split(".")[0])
+    assert 4 <= stopped_at < 18
+    r = run_cli("train", "--resume", run, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert [x["iteration"] for x in split_history(read_history(run))[0]] == list(range(1, 19))
 
 
 def test_batch_must_split_evenly_and_processes_need_a_backend(tmp_path):

@@ -77,6 +77,8 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("train", ["--resume", "nockpt"], 2, "has no checkpoint yet"),
     ("train", ["--resume", "afile"], 2, "not a checkpoint of a run"),
     ("train", ["--resume", "missing"], 2, "no such run directory"),
+    ("train", ["--resume", "run", "--output-dir", "elsewhere"], 2,
+     "a resumed run continues in its own folder"),
     ("generate", ["--checkpoint", "run", "--grid", "100000"], 2, "must end in .png"),
     ("generate", ["--checkpoint", "run", "--grid", "afile/g.png"], 2, "is a file, so nothing"),
     ("generate", ["--checkpoint", "run", "--out-dir", "afile/faces"], 2, "is a file, so nothing"),
@@ -211,6 +213,9 @@ def test_a_run_another_trainer_writes_is_refused_and_a_killed_trainer_leaves_no_
     try:
         before = snapshot(tmp_path)
         r = run_cli("train", "--resume", resumed, "--epochs", "2")
+        assert_one_line_error(r, 2, f"{resumed} is being written by another training process")
+        # said before the run's checkpoint and data are loaded: a missing data folder comes second
+        r = run_cli("train", "--resume", resumed, "--epochs", "2", "--data-dir", tmp_path / "gone")
         assert_one_line_error(r, 2, f"{resumed} is being written by another training process")
         r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
         assert_one_line_error(r, 2, f"{new} is being written by another training process")

@@ -1,9 +1,10 @@
 """``python -m animegan_ignite.train`` end to end, as real subprocesses: the run directory,
-reproducibility, resume after SIGKILL and Ctrl-C, and every bad input."""
+reproducibility, resume after SIGKILL, Ctrl-C and SIGTERM, and every bad input."""
 
 import json
 import signal
 
+import pytest
 import torch
 from helpers import NO_EVAL, TINY, checkpoint_names, run_cli, start_cli, wait_for_iteration
 
@@ -78,14 +79,17 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_di
     assert f"resumed at epoch {resumed_from // 9}, iteration {resumed_from}" in r.stderr
 
 
-def test_ctrl_c_saves_a_checkpoint_and_plots_then_resume_continues_there(big_dir, tmp_path):
+@pytest.mark.parametrize("sig, status, said", [(signal.SIGINT, 130, "interrupted"),
+                                               (signal.SIGTERM, 143, "stopped by SIGTERM")])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_plots_then_resume_continues_there(
+        big_dir, tmp_path, sig, status, said):
     run = tmp_path / "run"
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
     wait_for_iteration(run, 4, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)  # SIGTERM: a preemption, `kill`, `docker stop`, a notebook's stop
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert f"--resume {run}" in err
+    assert proc.returncode == status, err
+    assert f"{said}; a checkpoint was saved. Continue with: " in err and f"--resume {run}" in err
     stopped_at = int(checkpoint_names(run)[-1].split("_")[1].split(".")[0])
     assert 4 <= stopped_at < 9  # the interrupted iteration, not an epoch end
     assert (run / "plots" / "losses.png").exists()

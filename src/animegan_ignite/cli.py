@@ -3,22 +3,28 @@ resolution, and the wrapper that turns a user error into one line on stderr and 
 
 Exit statuses of every command: 0 done, 2 user error (bad flag, path, data, checkpoint),
 3 training diverged (a NaN or infinite loss), 4 a file could not be written (a full disk, a
-read-only file system), 130 interrupted (Ctrl-C).
+read-only file system), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import multiprocessing
 import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 EXIT_USER_ERROR, EXIT_DIVERGED, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_TERMINATED = 128 + signal.SIGTERM  # 143, what a shell reports for a process SIGTERM ended
 
 
 class UserError(ValueError):
@@ -28,6 +34,49 @@ class UserError(ValueError):
 
 class Diverged(RuntimeError):
     """Training produced a NaN or infinite loss (exit status 3)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: what a cloud preemption, ``kill``, ``docker stop``, a job scheduler or a
+    notebook's stop button sends. A KeyboardInterrupt, so it stops training exactly as Ctrl-C
+    does (a checkpoint at the last finished iteration, then the plots), instead of the OS
+    ending the process with up to an epoch unsaved."""
+
+
+@contextmanager
+def _on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler`` for SIGTERM inside the block, the previous one after it (a Python that called
+    ``main()`` gets its own back). Signals reach only the main thread: elsewhere, nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeat waits for the checkpoint
+    raise Terminated
+
+
+def _forward_to_children(signum: int, frame: object) -> None:
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGTERM)
+
+
+def stop_on_sigterm() -> contextlib.AbstractContextManager[None]:
+    """In a training process: SIGTERM raises :class:`Terminated`, once; a repeated SIGTERM
+    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint."""
+    return _on_sigterm(_raise_terminated)
+
+
+def forward_sigterm() -> contextlib.AbstractContextManager[None]:
+    """In the process that started the training processes: pass SIGTERM on to them (they save
+    and exit; this one waits for them) instead of dying and leaving them to be killed."""
+    return _on_sigterm(_forward_to_children)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

@@ -20,7 +20,7 @@ import yaml
 
 from .augment import parse_policy
 from .cli import OneLineErrorParser, UserError
-from .rundir import read_run_config
+from .rundir import RunDir, read_run_config
 from .trackers import MODULES as TRACKER_NAMES
 from .trackers import missing_extra
 
@@ -372,9 +372,10 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: expected a mapping of setting: value")
     values = {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
     # A run's config.json records where it was resumed from; as a settings file it starts anew.
-    if values.pop("resume", None) is not None:
-        raise ConfigError(f"--config {path}: 'resume' is not a setting of a file; give --resume "
-                          "RUN_DIR on the command line")
+    if values.pop("resume", None) is not None and not RunDir(p.parent).history.is_file():
+        raise ConfigError(f"--config {path}: 'resume' is not a setting of a file (a run's "
+                          "config.json records it); delete that line to start a new run from "
+                          "these settings, or give --resume RUN_DIR on the command line")
     _check_names(values, path)
     return values
 
@@ -395,6 +396,8 @@ def make_config(argv: list[str] | None = None) -> Config:
     origin = {**{k: f"{run_values.get('output_dir')}/config.json: " for k in run_values},
               **{k: f"{config_file}: " for k in file_values}, **{k: "--" for k in args}}
     values = {**run_values, **file_values, **args}
+    if run_values and values["output_dir"] != run_values["output_dir"]:
+        _check_same_folder(values["output_dir"], run_values["output_dir"], origin["output_dir"])
     if values.get("data_dir") is None and values.get("download") is None and not run_values:
         values = {**DEMO_OVERRIDES, **values}
     if not run_values:  # a resumed run keeps the recipe it was saved with
@@ -405,6 +408,14 @@ def make_config(argv: list[str] | None = None) -> Config:
     if problems:
         raise ConfigError("; ".join(problems))
     return Config(**values).validate()
+
+
+def _check_same_folder(given: str | None, run_dir: str, origin: str) -> None:
+    """A resumed run goes on in its own folder: its checkpoints and history are there."""
+    if isinstance(given, str) and Path(given).resolve() != Path(run_dir).resolve():
+        raise ConfigError(f"{origin}{_flag('output_dir')} {given}: a resumed run continues in its own folder "
+                          f"({run_dir}); drop it, or start a new run from that run's settings with "
+                          f"--config {run_dir}/config.json --output-dir {given}")
 
 
 def _check_names(values: dict[Any, Any], source: str) -> None:

@@ -159,6 +159,14 @@ class RunDir:
         return stale
 
 
+def check_unlocked(run: RunDir) -> None:
+    """Raise the error :func:`run_lock` would, without creating anything: a resume learns at
+    once that another trainer writes the run, not after seconds of loading it."""
+    if run.lock.is_file():
+        with run_lock(run):
+            pass
+
+
 @contextmanager
 def run_lock(run: RunDir) -> Iterator[None]:
     """Hold ``run``'s lock (creating its folder) for the ``with`` block: two trainers writing one

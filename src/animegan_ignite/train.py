@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,14 +38,18 @@ from .checkpoint import (
 from .cli import (
     EXIT_DIVERGED,
     EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
     EXIT_USER_ERROR,
     EXIT_WRITE_FAILED,
     Diverged,
+    Terminated,
     UserError,
     check_output_path,
+    forward_sigterm,
     is_write_failure,
     print_error,
     resolve_device,
+    stop_on_sigterm,
     write_failure_message,
 )
 from .config import Config, ConfigError, make_config
@@ -61,6 +65,7 @@ from .rundir import (
     RunDir,
     RunDirError,
     atomic_write,
+    check_unlocked,
     new_run_dir,
     run_lock,
     write_json_atomic,
@@ -300,11 +305,15 @@ def _worker(local_rank: int, plan: Plan) -> None:
     """One training process (the only one, or one of ``idist.Parallel``'s)."""
     setup_process(plan)
     try:
-        trainer, _ = train(plan)
-    except KeyboardInterrupt:
+        with stop_on_sigterm():
+            trainer, _ = train(plan)
+    except KeyboardInterrupt as e:
         if idist.get_rank() == 0:
-            print(f"\ninterrupted; a checkpoint was saved. Continue with: "
+            how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
+            print(f"\n{how}; a checkpoint was saved. Continue with: "
                   f"python -m animegan_ignite.train --resume {plan.run}", file=sys.stderr)
+        if isinstance(e, Terminated):  # an exit status, also from spawned processes
+            raise SystemExit(EXIT_TERMINATED) from None
         raise
     except Diverged as e:  # an exit status, not a traceback, also from spawned processes
         if idist.get_rank() == 0:
@@ -346,14 +355,20 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     logging.raiseExceptions = False  # a full disk must not turn each log line into a traceback
     try:
-        cfg = make_config(argv)
-        writer = int(os.environ.get("RANK", "0")) == 0
-        plan = make_plan(cfg, check_output_dir=writer)
-        spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
-        # The writer holds the run's lock for the whole run (spawned processes run inside it).
-        with run_lock(plan.run) if writer else nullcontext():
-            if writer:
+        # Held for the whole run (spawned processes run inside it): the writer's lock on the run
+        # and, in a launching process, SIGTERM passed on to the training processes.
+        with ExitStack() as held:
+            cfg = make_config(argv)
+            writer = int(os.environ.get("RANK", "0")) == 0
+            if writer and cfg.resume:
+                check_unlocked(RunDir(Path(cfg.output_dir)))
+            plan = make_plan(cfg, check_output_dir=writer)
+            if writer:  # locked once the checks pass: bad input leaves nothing behind
+                held.enter_context(run_lock(plan.run))
                 _check_still_new(plan)
+            spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
+            if spawn:
+                held.enter_context(forward_sigterm())
             with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
                                 master_port=rendezvous_port(spawn)) as parallel:
                 parallel.run(_worker, plan)
