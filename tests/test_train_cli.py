@@ -86,7 +86,7 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_plots_then_resume_continues_th
     run = tmp_path / "run"
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
     wait_for_iteration(run, 4, proc)
-    proc.send_signal(sig)  # SIGTERM: a preemption, `kill`, `docker stop`, a notebook's stop
+    proc.send_signal(sig)  # SIGTERM: a preemption, `kill`, `docker stop`
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == status, err
     assert f"{said}; a checkpoint was saved. Continue with: " in err and f"--resume {run}" in err

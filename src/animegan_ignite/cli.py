@@ -37,10 +37,10 @@ class Diverged(RuntimeError):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM: what a cloud preemption, ``kill``, ``docker stop``, a job scheduler or a
-    notebook's stop button sends. A KeyboardInterrupt, so it stops training exactly as Ctrl-C
-    does (a checkpoint at the last finished iteration, then the plots), instead of the OS
-    ending the process with up to an epoch unsaved."""
+    """SIGTERM: what a cloud preemption, ``kill``, ``docker stop`` or a job scheduler's time
+    limit sends. A KeyboardInterrupt, so it stops training exactly as Ctrl-C does (a checkpoint
+    at the last finished iteration, then the plots), instead of the OS ending the process with
+    up to an epoch unsaved."""
 
 
 @contextmanager

@@ -12,7 +12,7 @@ they fire (ignite runs the handlers of one event in the order they were added):
   checkpoint -> plots (rate-limited, see :class:`PlotExport`) and log line. The regular
   checkpoint comes last, so it holds the epoch's record and the up-to-date best state: killed
   anywhere before it, the run redoes the epoch.
-- ``EXCEPTION_RAISED``: Ctrl-C or a crash: a checkpoint at the last finished iteration and the
+- ``EXCEPTION_RAISED``: Ctrl-C, SIGTERM or a crash: a checkpoint at the last finished iteration and the
   plots; a divergence (NaN) saves nothing, the last good checkpoint stays the latest.
 - ``COMPLETED``: the final snapshot.
 
@@ -327,7 +327,7 @@ def finish_interrupted_epoch_end(engine: Engine, ctx: RunContext, epoch_end: Epo
 
 
 def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer) -> None:
-    """ignite calls this instead of raising. On Ctrl-C or a crash: save what there is, then
+    """ignite calls this instead of raising. On Ctrl-C, SIGTERM or a crash: save what there is, then
     re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the last
     finished (and recorded) one: the checkpoint is labelled with the finished one, with the RNG
     states of that moment, so the resumed run redoes the unfinished iteration and the history

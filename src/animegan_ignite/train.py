@@ -2,7 +2,7 @@
 
 Everything that can fail on bad input (flags, data folder, run directory, checkpoint) is checked
 before the first file is written; such errors print one line and exit with status 2. A run that
-diverges (NaN loss) exits with status 3, an interrupted one (Ctrl-C) with 130.
+diverges (NaN loss) exits with status 3, an interrupted one (Ctrl-C) with 130, SIGTERM with 143.
 """
 
 from __future__ import annotations
