@@ -124,14 +124,19 @@ def test_a_resumed_2_process_run_draws_each_ranks_own_noise_as_if_never_stopped(
     # A constant rate: the default recipe's cosine spans a run's own --epochs, so a 1-epoch run
     # resumed to 2 follows another curve than a 2-epoch run (the same-curve resume is test_recipe's).
     flags = ["--data-dir", str(image_dir), "--lr-decay", "none"]
-    whole = _train_2_procs([*flags, "--output-dir", str(tmp_path / "a")], tmp_path / "whole")
+    whole = _train_2_procs([*flags, "--output-dir", str(tmp_path / "a"), "--checkpoint-every", "5"],
+                           tmp_path / "whole")
     _train_2_procs([*flags, "--output-dir", str(tmp_path / "b"), "--epochs", "1"], tmp_path / "first")
     resumed = _train_2_procs(["--resume", str(tmp_path / "b"), "--epochs", "2"], tmp_path / "resumed")
+    # and from inside epoch 2 (iteration 25 of 26, written by --checkpoint-every)
+    inside = _train_2_procs(["--resume", str(tmp_path / "a" / "checkpoints" / "checkpoint_25.pt")],
+                            tmp_path / "inside")
     assert not torch.equal(resumed["rng_rank0"], resumed["rng_rank1"])  # ranks draw different noise
-    for key in ("rng_rank0", "rng_rank1"):
-        assert torch.equal(resumed[key], whole[key]), key
-    for key in ("G_rank0", "D_rank0"):
-        assert all(torch.equal(whole[key][k], resumed[key][k]) for k in whole[key]), key
+    for other in (resumed, inside):
+        for key in ("rng_rank0", "rng_rank1"):
+            assert torch.equal(other[key], whole[key]), key
+        for key in ("G_rank0", "D_rank0"):
+            assert all(torch.equal(whole[key][k], other[key][k]) for k in whole[key]), key
     losses = [[r["loss_d"] for r in split_history(read_history(tmp_path / run))[0]] for run in "ab"]
     assert losses[0] == losses[1]
 

@@ -16,10 +16,10 @@ from animegan_ignite.rundir import RunDir
 from animegan_ignite.train import build_trainer
 
 
-def _setup(image_dir, run_path, snapshot_every=100, epochs=3):
+def _setup(image_dir, run_path, snapshot_every=100, epochs=3, checkpoint_every=0):
     """A tiny GAN in a real trainer with every handler; 104 train images / 8 = 13 iterations."""
     cfg = Config(nz=16, ngf=8, ndf=8, batch_size=8, eval_size=16, snapshot_every=snapshot_every,
-                 epochs=epochs, progress=False, eval_every=0)
+                 epochs=epochs, progress=False, eval_every=0, checkpoint_every=checkpoint_every)
     torch.manual_seed(0)
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, torch.device("cpu"))
     trainer, ctx, _ = build_trainer(cfg, RunDir(run_path), gan)
@@ -142,3 +142,21 @@ def test_plots_are_redrawn_at_most_a_tenth_of_the_time_but_always_at_the_last_ep
     assert [plots(), plots(), plots(force=True), plots(), plots(force=True)] == [
         True, False, True, False, True]
     assert plots.next_due == 13.0 + 9.0
+
+
+def test_checkpoint_every_n_iterations_inside_epochs_and_the_latest_two_kept(image_dir, tmp_path):
+    trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=2, checkpoint_every=5)
+    seen = {}
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    @trainer.on(Events.EPOCH_COMPLETED)
+    def on_disk(engine):  # after the run's own handlers of the event
+        seen[engine.state.iteration] = checkpoint_names(tmp_path)
+
+    _run(trainer, ctx, loader, 2)
+    assert seen[5] == ["checkpoint_5.pt"] and seen[9] == ["checkpoint_5.pt"]
+    assert seen[13] == ["checkpoint_10.pt", "checkpoint_13.pt"]  # the epoch end's
+    assert seen[15] == ["checkpoint_13.pt", "checkpoint_15.pt"]
+    assert seen[26] == ["checkpoint_25.pt", "checkpoint_26.pt"]
+    mid = torch.load(tmp_path / "checkpoints" / "checkpoint_25.pt")
+    assert mid["trainer"]["iteration"] == 25 and len(mid["run_state"]["rng"]) == 1

@@ -1,6 +1,7 @@
 """The training recipe options: DiffAugment, hinge loss, spectral norm, TTUR, EMA of G, and the
 seed design kept exactly under ``--recipe dcgan``."""
 
+import re
 import signal
 
 import pytest
@@ -162,12 +163,16 @@ SLOW = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0"
 def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_ema_weights(big_dir, tmp_path):
     args = ["--data-dir", big_dir, "--epochs", "3", *SLOW, *FULL]
     assert run_cli("train", *args, "--output-dir", tmp_path / "whole").returncode == 0
-    proc = start_cli([*args, "--output-dir", tmp_path / "cut"])
-    wait_for_iteration(tmp_path / "cut", 12, proc)  # inside epoch 2
+    # checkpointed every 4 iterations too (4, 8, 9 the epoch end, 12, 16), so the run resumes
+    # from inside an epoch
+    proc = start_cli([*args, "--output-dir", tmp_path / "cut", "--checkpoint-every", "4"])
+    wait_for_iteration(tmp_path / "cut", 14, proc)  # inside epoch 2, checkpoint_12.pt written
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     r = run_cli("train", "--resume", tmp_path / "cut")
     assert r.returncode == 0, r.stderr
+    resumed_at = int(re.search(r"resumed at epoch \d+, iteration (\d+)", r.stderr)[1])
+    assert resumed_at in (12, 16)
     whole, cut_run = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_27.pt")
                       for run in ("whole", "cut"))
     for key in ("ema", "netG", "netD"):

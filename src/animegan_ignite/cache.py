@@ -19,10 +19,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch.utils.data import BatchSampler, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, Dataset
 
 from .images import decode_all, decode_uint8
 from .rundir import atomic_write, write_json_atomic
+from .sampler import EpochSampler
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -98,9 +99,13 @@ class CachedBatches:
                  world_size: int = 1, rank: int = 0) -> None:
         self.images = images
         self.indices = torch.as_tensor(list(indices), dtype=torch.long)
-        self.sampler = DistributedSampler(range(len(self.indices)), num_replicas=world_size,
-                                          rank=rank, shuffle=True, seed=seed, drop_last=True)
+        self.sampler = EpochSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
+                                    shuffle=True, seed=seed, drop_last=True)
         self.batches = BatchSampler(self.sampler, batch_size, drop_last=True)
+
+    @property
+    def batch_size(self) -> int:
+        return self.batches.batch_size
 
     def __len__(self) -> int:
         return len(self.batches)

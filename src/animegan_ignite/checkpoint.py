@@ -63,7 +63,8 @@ class RunState:
 
     ``rng_states`` (one entry per rank; None where a rank's state could not be collected) and
     ``epoch_seconds`` are set by the handlers just before each save. Loading restores this
-    process's own RNG state; ``rng_missing`` says when the checkpoint had none for this rank."""
+    process's own RNG state (kept as ``loaded_rng``); ``rng_missing`` says when the checkpoint
+    had none for this rank."""
 
     def __init__(self, fixed_noise: torch.Tensor, model_config: dict[str, Any]) -> None:
         self.fixed_noise = fixed_noise
@@ -72,6 +73,7 @@ class RunState:
         self.epoch_seconds: float | None = None
         self.saved_world_size = 1
         self.rng_missing = False
+        self.loaded_rng: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"fixed_noise": self.fixed_noise.cpu(), "model_config": self.model_config,
@@ -94,7 +96,8 @@ class RunState:
         rank = idist.get_rank()
         self.rng_missing = rank >= len(rng) or rng[rank] is None
         if not self.rng_missing:
-            restore_rng(rng[rank])
+            self.loaded_rng = rng[rank]
+            restore_rng(self.loaded_rng)
 
 
 class AtomicSaver(BaseSaveHandler):

@@ -131,6 +131,7 @@ class Config:
     eval_size: int = setting(3000, int, lo=0, hi=10**7)
     eval_every: int = setting(1, int, lo=0)
     snapshot_every: int = setting(500, int, lo=1)
+    checkpoint_every: int = setting(0, int, lo=0)
     num_workers: int = setting(2, int, lo=0, hi=256)
     device: str = setting("auto", str, choices=DEVICES)
     seed: int = setting(999, int, lo=0, hi=SEED_MAX)
@@ -311,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "and downloads live (default $ANIMEGAN_CACHE or ~/.cache/animegan-ignite)")
     p.add_argument("--snapshot-every", type=int,
                    help=f"save a fixed-noise grid every N iterations (default {d.snapshot_every})")
+    p.add_argument("--checkpoint-every", type=int,
+                   help="also checkpoint every N iterations inside an epoch, so a kill or power "
+                   "loss costs at most N iterations (default 0: at epoch ends only)")
     p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")

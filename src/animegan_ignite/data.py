@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .cache import CachedBatches, CachedImages, load_or_build
 from .cli import IMAGE_EXTENSIONS, UserError
 from .images import decode_all, load_rgb
+from .sampler import EpochSampler
 from .synthetic import DrawnFaces, SyntheticFaces
 
 logger = logging.getLogger(__name__)
@@ -139,13 +140,13 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
                       world_size: int = 1, rank: int = 0, pin_memory: bool = False,
                       device: torch.device | None = None):
     """A shuffling loader whose order depends only on (seed, epoch): call
-    ``loader.sampler.set_epoch(e)`` at each epoch start. ``batch_size`` is per process.
+    ``loader.sampler.set_epoch(e, skip)`` at each epoch start. ``batch_size`` is per process.
     A subset of cached images gets batches gathered on ``device`` instead of a DataLoader."""
     if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, CachedImages):
         images = dataset.dataset.images.to(device or "cpu")
         return CachedBatches(images, dataset.indices, batch_size, seed, world_size, rank)
-    sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True,
-                                 seed=seed, drop_last=True)
+    sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                           drop_last=True)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         drop_last=True, pin_memory=pin_memory, persistent_workers=num_workers > 0)

@@ -2,12 +2,13 @@
 they fire (ignite runs the handlers of one event in the order they were added):
 
 - ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
-  was never written (interrupted during the evaluation) finishes that epoch end first.
+  was never written (interrupted during the evaluation) finishes that epoch end first; a run
+  resumed inside an epoch sets its RNG state again at its first iteration.
 - ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
 - ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
 - ``ITERATION_COMPLETED``: NaN guard -> EMA of G (momentum schedule, then ignite's
-  ``EMAHandler``) -> running averages -> loss history -> RNG mark -> fixed-noise snapshot ->
-  progress bar -> loggers.
+  ``EMAHandler``) -> running averages -> loss history -> RNG mark -> mid-epoch checkpoint
+  (``--checkpoint-every``) -> fixed-noise snapshot -> progress bar -> loggers.
 - ``EPOCH_COMPLETED``: timer pause -> evaluate -> history record -> best checkpoint -> regular
   checkpoint -> plots (rate-limited, see :class:`PlotExport`) and log line. The regular
   checkpoint comes last, so it holds the epoch's record and the up-to-date best state: killed
@@ -38,7 +39,7 @@ from ignite.metrics import RunningAverage
 from torch import nn
 from torchvision.utils import save_image
 
-from .checkpoint import RunState, capture_rng, gather_rng
+from .checkpoint import RunState, capture_rng, gather_rng, restore_rng
 from .cli import Diverged, is_write_failure
 from .config import Config
 from .engine import GAN
@@ -92,6 +93,7 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     timer.attach(trainer, start=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED)
     epoch_end = EpochEnd(ctx, timer)
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
+    trainer.add_event_handler(Events.STARTED, restore_rng_at_the_first_iteration, ctx)
 
     if ctx.cfg.lr_decay == "cosine":
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
@@ -104,6 +106,9 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     if ctx.is_writer:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, store_losses, ctx.history)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, mark_completed)
+    if ctx.cfg.checkpoint_every:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED(every=ctx.cfg.checkpoint_every),
+                                  mid_epoch_checkpoint, ctx, timer)
     if ctx.is_writer:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=ctx.cfg.snapshot_every),
                                   snapshot, ctx)
@@ -172,11 +177,24 @@ def decay_lr(engine: Engine, ctx: RunContext) -> None:
             group["lr"] = base * factor
 
 
+def restore_rng_at_the_first_iteration(engine: Engine, ctx: RunContext) -> None:
+    """Resumed inside an epoch: the epoch's data iterator, made after the checkpoint's RNG state
+    was restored, drew from that RNG (a DataLoader seeds its workers so), which the stopped run
+    had done before reaching that state; setting it again just before the first iteration gives
+    the noise an uninterrupted run draws. (At an epoch end the stopped run drew there too.)"""
+    if engine.state.iteration % engine.state.epoch_length and ctx.run_state.loaded_rng:
+        engine.add_event_handler(Events.ITERATION_STARTED(once=engine.state.iteration + 1),
+                                 lambda _: restore_rng(ctx.run_state.loaded_rng))
+
+
 def set_data_order(engine: Engine) -> None:
-    """Each epoch's order depends on (seed, epoch) only, so a resumed epoch replays exactly."""
-    sampler = getattr(engine.state.dataloader, "sampler", None)
+    """Each epoch's order depends on (seed, epoch) only, so a resumed epoch replays exactly; a
+    run resumed inside an epoch starts at the first batch it had not trained on."""
+    loader = engine.state.dataloader
+    sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
-        sampler.set_epoch(engine.state.epoch - 1)
+        done = engine.state.iteration % engine.state.epoch_length
+        sampler.set_epoch(engine.state.epoch - 1, skip=done * loader.batch_size)
 
 
 def nan_guard(engine: Engine) -> None:
@@ -203,6 +221,18 @@ def mark_completed(engine: Engine) -> None:
     (an interruption inside the next iteration is labelled with this one)."""
     engine.state.completed_iteration = engine.state.iteration
     engine.state.completed_rng = capture_rng()
+
+
+def mid_epoch_checkpoint(engine: Engine, ctx: RunContext, timer: Timer) -> None:
+    """``--checkpoint-every``: the state Ctrl-C would save, inside an epoch, so a SIGKILL or a
+    power loss costs at most that many iterations instead of the epoch. An epoch's last
+    iteration is left to the epoch end's checkpoint, which also holds the epoch's record."""
+    if engine.state.iteration % engine.state.epoch_length == 0:
+        return
+    ctx.run_state.rng_states = gather_rng()  # every rank
+    ctx.run_state.epoch_seconds = timer.value()
+    if ctx.is_writer:
+        save_at(ctx.regular, engine)
 
 
 def save_grid(netG: nn.Module, noise: torch.Tensor, path) -> None:
