@@ -122,3 +122,24 @@ def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint
     assert not (run / "snapshots" / "iter_0000012.png").exists()
     assert _records(run)[0][-1]["iteration"] == 11
     assert (run / "plots" / "losses.png").exists()  # the curves up to the divergence
+
+
+def test_with_dataloader_workers_a_resumed_run_ends_with_the_uninterrupted_runs_weights(image_dir,
+                                                                                          tmp_path):
+    # Persistent workers: the resumed run's new data iterator draws from the RNG where the
+    # uninterrupted run's did not. Resumed at an epoch end (13) and inside an epoch (25 of 26).
+    args = ["--data-dir", image_dir, "--epochs", "2", "--eval-size", "16", "--eval-every", "0",
+            "--ngf", "8", "--ndf", "8", "--batch-size", "8", "--num-workers", "1", "--no-progress",
+            "--lr-decay", "none", "--checkpoint-every", "5"]
+    assert run_cli("train", *args, "--output-dir", tmp_path / "whole").returncode == 0
+    assert run_cli("train", *args, "--epochs", "1", "--output-dir", tmp_path / "cut").returncode == 0
+    r = run_cli("train", "--resume", tmp_path / "cut", "--epochs", "2")
+    assert r.returncode == 0, r.stderr
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "checkpoint_26.pt")
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "checkpoint_26.pt")
+    r = run_cli("train", "--resume", tmp_path / "whole" / "checkpoints" / "checkpoint_25.pt")
+    assert r.returncode == 0, r.stderr
+    inside = torch.load(tmp_path / "whole" / "checkpoints" / "checkpoint_26.pt")
+    for resumed in (cut, inside):
+        for key in ("netG", "netD"):
+            assert all(torch.equal(whole[key][k], resumed[key][k]) for k in whole[key]), key

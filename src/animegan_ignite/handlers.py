@@ -2,8 +2,8 @@
 they fire (ignite runs the handlers of one event in the order they were added):
 
 - ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
-  was never written (interrupted during the evaluation) finishes that epoch end first; a run
-  resumed inside an epoch sets its RNG state again at its first iteration.
+  was never written (interrupted during the evaluation) finishes that epoch end first; a resumed
+  run sets its RNG state again at its first iteration (where its data iterator drew from it).
 - ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
 - ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
 - ``ITERATION_COMPLETED``: NaN guard -> EMA of G (momentum schedule, then ignite's
@@ -37,6 +37,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint, EMAHandler, ProgressBar, Timer
 from ignite.metrics import RunningAverage
 from torch import nn
+from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 
 from .checkpoint import RunState, capture_rng, gather_rng, restore_rng
@@ -178,11 +179,15 @@ def decay_lr(engine: Engine, ctx: RunContext) -> None:
 
 
 def restore_rng_at_the_first_iteration(engine: Engine, ctx: RunContext) -> None:
-    """Resumed inside an epoch: the epoch's data iterator, made after the checkpoint's RNG state
-    was restored, drew from that RNG (a DataLoader seeds its workers so), which the stopped run
-    had done before reaching that state; setting it again just before the first iteration gives
-    the noise an uninterrupted run draws. (At an epoch end the stopped run drew there too.)"""
-    if engine.state.iteration % engine.state.epoch_length and ctx.run_state.loaded_rng:
+    """A resumed run makes its data iterator after the checkpoint's RNG state was restored, and
+    a DataLoader's new iterator draws from that RNG (to seed its workers). The stopped run drew
+    there too only at an epoch end, and only if its loader makes a new iterator every epoch
+    (no persistent workers); otherwise the state is set again just before the first iteration,
+    so the resumed run draws the noise an uninterrupted one does."""
+    loader = engine.state.dataloader
+    new_iterator_each_epoch = isinstance(loader, DataLoader) and not loader.persistent_workers
+    at_epoch_end = engine.state.iteration % engine.state.epoch_length == 0
+    if ctx.run_state.loaded_rng and not (at_epoch_end and new_iterator_each_epoch):
         engine.add_event_handler(Events.ITERATION_STARTED(once=engine.state.iteration + 1),
                                  lambda _: restore_rng(ctx.run_state.loaded_rng))
 
