@@ -9,7 +9,6 @@ read-only file system), 130 interrupted (Ctrl-C), 143 stopped by SIGTERM.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
 import multiprocessing
 import os
@@ -44,7 +43,7 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextmanager
-def _on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
+def on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
     """``handler`` for SIGTERM inside the block, the previous one after it (a Python that called
     ``main()`` gets its own back). Signals reach only the main thread: elsewhere, nothing."""
     if threading.current_thread() is not threading.main_thread():
@@ -57,26 +56,18 @@ def _on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _raise_terminated(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a repeat waits for the checkpoint
+def raise_terminated(signum: int, frame: object) -> None:
+    """In a training process: SIGTERM raises :class:`Terminated`, once; a repeated SIGTERM
+    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise Terminated
 
 
-def _forward_to_children(signum: int, frame: object) -> None:
-    for child in multiprocessing.active_children():
-        os.kill(child.pid, signal.SIGTERM)
-
-
-def stop_on_sigterm() -> contextlib.AbstractContextManager[None]:
-    """In a training process: SIGTERM raises :class:`Terminated`, once; a repeated SIGTERM
-    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint."""
-    return _on_sigterm(_raise_terminated)
-
-
-def forward_sigterm() -> contextlib.AbstractContextManager[None]:
+def forward_to_children(signum: int, frame: object) -> None:
     """In the process that started the training processes: pass SIGTERM on to them (they save
     and exit; this one waits for them) instead of dying and leaving them to be killed."""
-    return _on_sigterm(_forward_to_children)
+    for child in multiprocessing.active_children():
+        os.kill(child.pid, signal.SIGTERM)
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

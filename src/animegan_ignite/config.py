@@ -417,9 +417,9 @@ def make_config(argv: list[str] | None = None) -> Config:
 def _check_same_folder(given: str | None, run_dir: str, origin: str) -> None:
     """A resumed run goes on in its own folder: its checkpoints and history are there."""
     if isinstance(given, str) and Path(given).resolve() != Path(run_dir).resolve():
-        raise ConfigError(f"{origin}{_flag('output_dir')} {given}: a resumed run continues in its own folder "
-                          f"({run_dir}); drop it, or start a new run from that run's settings with "
-                          f"--config {run_dir}/config.json --output-dir {given}")
+        raise ConfigError(f"{origin}{_flag('output_dir')} {given}: a resumed run continues in its "
+                          f"own folder ({run_dir}); drop it, or start a new run from that run's "
+                          f"settings with --config {run_dir}/config.json --output-dir {given}")
 
 
 def _check_names(values: dict[Any, Any], source: str) -> None:

@@ -45,11 +45,12 @@ from .cli import (
     Terminated,
     UserError,
     check_output_path,
-    forward_sigterm,
+    forward_to_children,
     is_write_failure,
+    on_sigterm,
     print_error,
+    raise_terminated,
     resolve_device,
-    stop_on_sigterm,
     write_failure_message,
 )
 from .config import Config, ConfigError, make_config
@@ -305,7 +306,7 @@ def _worker(local_rank: int, plan: Plan) -> None:
     """One training process (the only one, or one of ``idist.Parallel``'s)."""
     setup_process(plan)
     try:
-        with stop_on_sigterm():
+        with on_sigterm(raise_terminated):
             trainer, _ = train(plan)
     except KeyboardInterrupt as e:
         if idist.get_rank() == 0:
@@ -368,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
                 _check_still_new(plan)
             spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
             if spawn:
-                held.enter_context(forward_sigterm())
+                held.enter_context(on_sigterm(forward_to_children))
             with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
                                 master_port=rendezvous_port(spawn)) as parallel:
                 parallel.run(_worker, plan)
