@@ -2,7 +2,10 @@
 reproducibility, resume after SIGKILL, Ctrl-C and SIGTERM, and every bad input."""
 
 import json
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -94,6 +97,26 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_plots_then_resume_continues_th
     assert 4 <= stopped_at < 9  # the interrupted iteration, not an epoch end
     assert (run / "plots" / "losses.png").exists()
 
+    r = run_cli("train", "--resume", run, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert [x["iteration"] for x in _losses(run)] == list(range(1, 19))
+
+
+def test_sigterm_to_the_whole_process_group_with_dataloader_workers_still_checkpoints(big_dir,
+                                                                                      tmp_path):
+    # pkill, systemd and job schedulers signal every process of the job: the DataLoader workers
+    # end too, and their ends must not break the checkpoint being written.
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", "--data-dir", str(big_dir),
+                             "--output-dir", str(run), "--epochs", "2", *SLOWER, "--num-workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    wait_for_iteration(run, 4, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM; a checkpoint was saved" in err
+    assert int(checkpoint_names(run)[-1].split("_")[1].split(".")[0]) >= 4
     r = run_cli("train", "--resume", run, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert [x["iteration"] for x in _losses(run)] == list(range(1, 19))

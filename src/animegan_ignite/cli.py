@@ -58,8 +58,12 @@ def on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
 
 def raise_terminated(signum: int, frame: object) -> None:
     """In a training process: SIGTERM raises :class:`Terminated`, once; a repeated SIGTERM
-    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint."""
+    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint.
+    A SIGTERM sent to the whole process group (``pkill``, systemd, a job scheduler) also ends
+    the DataLoader workers, and torch's SIGCHLD handler would then raise in the middle of
+    writing the checkpoint: the run is stopping, so their ends go unreported."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     raise Terminated
 
 
