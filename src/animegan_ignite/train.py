@@ -232,7 +232,10 @@ def _restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, An
     iteration and hand the checkpointers the run's files (later ones move to superseded/)."""
     restore(to_save, plan.checkpoint)
     iteration = trainer.state.iteration
-    logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, iteration)
+    if iteration % trainer.state.epoch_length:  # ignite's epoch counts finished epochs only
+        logger.info("resumed inside epoch %d, at iteration %d", trainer.state.epoch + 1, iteration)
+    else:
+        logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, iteration)
     _check_rng(ctx.run_state, plan.cfg, iteration)
     if ctx.is_writer:  # what the resumed run redoes is dropped: the history stays continuous
         ctx.history.truncate_after(iteration)
