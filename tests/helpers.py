@@ -1,8 +1,13 @@
-"""Test helpers: real image files on disk, tiny settings, and the CLI as a subprocess."""
+"""Test helpers: real image files on disk, tiny settings, and the commands in this process
+(:func:`run_main`) or as processes of their own (:func:`run_cli`, :func:`start_cli`)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +42,27 @@ def write_images(folder: Path, n: int, size: int = 64, seed: int = 0, ext: str =
         Image.fromarray(arr).save(path)
         paths.append(path)
     return paths
+
+
+def run_main(module: str, *args: object, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``animegan_ignite.<module>.main(args)`` in this process, where the process boundary is
+    not what is tested: its exit status, stdout and stderr (log lines included)."""
+    command = importlib.import_module(f"animegan_ignite.{module}")
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level, here = list(root.handlers), root.level, Path.cwd()
+    os.chdir(cwd or here)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = command.main([str(a) for a in args])
+            except SystemExit as e:
+                status = e.code
+    finally:
+        os.chdir(here)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def run_cli(module: str, *args: str, timeout: float = 600, cwd: Path | None = None

@@ -1,25 +1,67 @@
-"""Settings: the seed's defaults, file + flag precedence, and invalid values rejected early."""
+"""Settings: one declaration per setting, the defaults --help shows are the ones a run records,
+a Config made in code is the command line's, precedence, and every bad value named early."""
 
 import json
+import re
+import subprocess
+import sys
+from dataclasses import fields
 
 import pytest
-from helpers import run_cli
+from helpers import REPO, run_main
 
-from animegan_ignite.config import DEMO_OVERRIDES, Config, ConfigError, make_config
+from animegan_ignite.config import RECIPES, Config, ConfigError, build_parser, make_config, shown_value
 
 
-def test_defaults_are_the_seed_design():
-    c = Config()
+def _help_defaults() -> dict[str, tuple[str, str | None]]:
+    """Each flag's (default, demo default) as ``--help`` states them."""
+    found = {}
+    flag_lines = "\n".join(line for line in build_parser().format_help().splitlines()
+                           if line.startswith(" "))  # not the usage, group titles or blanks
+    for entry in re.split(r"\n  (?=--)", flag_lines):
+        entry = " ".join(entry.split())
+        m = re.search(r"\(default: ([^;)]*)(?:; demo: ([^;)]*))?[^()]*\)$", entry)
+        if entry.startswith("--") and m:
+            found[entry.split()[0].split(",")[0][2:].replace("-", "_")] = m.groups()
+    return found
+
+
+def test_every_default_shown_by_help_is_what_a_run_records(image_dir, tmp_path):
+    shown = _help_defaults()
+    assert set(shown) == {f.name for f in fields(Config)}
+    for argv, demo in ((["--data-dir", str(image_dir)], False), ([], True)):
+        (tmp_path / "run").mkdir(exist_ok=True)
+        recorded = make_config([*argv, "--output-dir", str(tmp_path / "run")]).to_dict()
+        for f in fields(Config):
+            if f.metadata["shown"] is not None:  # a default that is not a value ("runs/<timestamp>")
+                continue
+            default, demo_default = shown[f.name]
+            expected = demo_default if demo and demo_default is not None else default
+            assert expected == shown_value(recorded[f.name]), (f.name, demo, expected)
+
+
+def test_a_config_made_in_code_trains_what_the_command_line_trains(tmp_path):
+    assert Config() == make_config([])  # the demo, with its recipe
+    assert Config(data_dir="d") == make_config(["--data-dir", "d"])
+    for recipe in RECIPES:
+        assert Config(data_dir="d", recipe=recipe) == make_config(["--data-dir", "d", "--recipe",
+                                                                    recipe])
+    real = Config(data_dir="d")
+    assert (real.recipe, real.lr, real.diffaugment, real.lr_decay) == (
+        "diffaug-cosine", 5e-4, "color,translation", "cosine")
+    seed = Config(data_dir="d", recipe="dcgan")
+    assert (seed.lr, seed.diffaugment, seed.lr_decay, seed.batch_size, seed.ngf) == (
+        2e-4, None, "none", 128, 64)
+
+
+def test_the_seed_design_and_the_demo_schedule():
+    c = Config(data_dir="d", recipe="dcgan")
     assert (c.batch_size, c.nz, c.ngf, c.ndf, c.lr, c.beta1) == (128, 100, 64, 64, 2e-4, 0.5)
     assert (c.epochs, c.seed, c.eval_size, c.snapshot_every) == (50, 999, 3000, 500)
-
-
-def test_real_data_keeps_seed_defaults_and_demo_uses_cpu_schedule(tmp_path):
-    real = make_config(["--data-dir", str(tmp_path)])
-    assert real.batch_size == 128 and real.ngf == 64 and real.epochs == 50
-    demo = make_config([])
-    assert demo.synthetic
-    assert all(getattr(demo, k) == v for k, v in DEMO_OVERRIDES.items())
+    demo = Config()
+    assert demo.synthetic and (demo.recipe, demo.epochs, demo.batch_size, demo.ngf, demo.cache,
+                               demo.eval_size, demo.eval_every) == (
+        "diffaug-fast", 12, 32, 16, True, 128, 12)
 
 
 def test_flags_override_config_file_which_overrides_defaults(tmp_path):
@@ -32,14 +74,26 @@ def test_flags_override_config_file_which_overrides_defaults(tmp_path):
     assert make_config(["--config", str(json_file)]).batch_size == 32
 
 
+def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):
+    """PyYAML reads YAML 1.1, where 1e-3 is text; users mean the number."""
+    f = tmp_path / "c.yaml"
+    f.write_text("data_dir: d\nlr: 1e-3\nlr_g: 2E-4\nema_halflife_kimg: 1e1\n")
+    c = make_config(["--config", str(f)])
+    assert (c.lr, c.lr_g, c.ema_halflife_kimg) == (1e-3, 2e-4, 10.0)
+    f.write_text("data_dir: d\nlr: fast\n")
+    with pytest.raises(ConfigError, match="c.yaml: lr 'fast': must be a number in"):
+        make_config(["--config", str(f)])
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--batch-size", "-4"], "--batch-size -4: must be an integer in 1..65536"),
     (["--device", "tpu"], "--device 'tpu': must be one of auto, cpu, cuda"),
     (["--lr", "0"], "--lr 0.0: must be a number in (0, 1)"),
     (["--eval-size", "-1"], "--eval-size -1: must be an integer in 0..10000000"),
+    (["--recipe", "best"], "--recipe 'best': must be one of dcgan, diffaug, diffaug-fast"),
 ])
 def test_invalid_values_raise_a_config_error_naming_the_flag(argv, fragment):
-    with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
         make_config(argv)
 
 
@@ -55,32 +109,59 @@ def test_bad_config_file_values_are_rejected(tmp_path):
 
 @pytest.mark.parametrize("argv", [["--batch-size", "-1"], ["--device", "tpu"],
                                   ["--epochs", "two"], ["--bogus-flag"]])
-def test_cli_rejects_bad_flags_with_one_line_and_status_2(tmp_path, argv):
-    r = run_cli("train", *argv, "--output-dir", tmp_path / "run")
+def test_the_command_rejects_bad_flags_with_one_line_and_status_2(tmp_path, argv):
+    r = run_main("train", *argv, "--output-dir", tmp_path / "run")
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:")
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "run").exists()
 
 
-def test_a_recipe_sets_its_values_below_the_flags_and_a_resume_keeps_them(tmp_path):
+@pytest.mark.parametrize("command", ["train", "evaluate", "generate", "serve", "plot"])
+def test_help_and_flag_errors_answer_without_importing_torch(command):
+    """What makes them instant: torch, ignite and torchvision load only once flags are checked."""
+    probe = (f"import sys\nfrom animegan_ignite import {command}\n"
+             "for argv in (['--help'], ['--bogus']):\n"
+             f"    try:\n        {command}.main(argv)\n    except SystemExit:\n        pass\n"
+             "heavy = [m for m in ('torch', 'ignite', 'torchvision') if m in sys.modules]\n"
+             "print('loaded:', heavy)\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert "loaded: []" in r.stdout, (r.stdout, r.stderr)
+    assert "usage:" in r.stdout and "error:" in r.stderr
+
+
+def test_help_groups_the_flags():
+    text = build_parser().format_help()
+    for group in ("data:", "model", "recipe", "evaluation", "run and checkpoints:", "speed:",
+                  "distributed", "logging:"):
+        assert f"\n{group}" in text
+    assert "--tensorboard" not in text and "--image-size" not in text  # dead options removed
+
+
+def test_recipes_by_name_with_old_names_accepted_and_flags_over_them(tmp_path, caplog):
     c = make_config(["--recipe", "diffaug", "--data-dir", str(tmp_path)])
-    assert (c.recipe, c.diffaugment, c.loss) == ("diffaug", "color,translation", "bce")
+    assert (c.recipe, c.diffaugment, c.loss, c.lr) == ("diffaug", "color,translation", "bce", 2e-4)
     c = make_config(["--recipe", "diffaug", "--diffaugment", "none", "--data-dir", str(tmp_path)])
     assert c.diffaugment is None
-    default = make_config(["--data-dir", str(tmp_path)])  # real data: the measured winner
-    assert (default.recipe, default.diffaugment, default.lr_decay) == (
-        "diffaug_lr5_cos", "color,translation", "cosine")
-    demo = make_config([])  # the demo's own winner, without the decay
-    assert (demo.recipe, demo.diffaugment, demo.g_lr, demo.lr_decay) == (
-        "diffaug_lr5", "color,translation", 5e-4, "none")
-    plain = make_config(["--recipe", "dcgan", "--data-dir", str(tmp_path)])
-    assert (plain.diffaugment, plain.g_lr, plain.d_lr, plain.lr_decay) == (None, 2e-4, 2e-4, "none")
-    best = make_config(["--recipe", "diffaug_lr5_cos", "--data-dir", str(tmp_path)])
-    assert (best.diffaugment, best.lr_g, best.lr_d, best.lr_decay) == (
-        "color,translation", 5e-4, 5e-4, "cosine")
-    mine = make_config(["--recipe", "diffaug_lr5_cos", "--lr", "1e-4", "--data-dir", str(tmp_path)])
-    assert (mine.lr, mine.lr_g, mine.lr_d, mine.lr_decay) == (1e-4, None, None, "cosine")
+    old = make_config(["--recipe", "diffaug_lr5_cos", "--data-dir", str(tmp_path)])
+    assert old.recipe == "diffaug-cosine" and "now called 'diffaug-cosine'" in caplog.text
+    mine = make_config(["--recipe", "diffaug-cosine", "--lr", "1e-4", "--data-dir", str(tmp_path)])
+    assert (mine.lr, mine.g_lr, mine.d_lr, mine.lr_decay) == (1e-4, 1e-4, 1e-4, "cosine")
+    ttur = make_config(["--lr-g", "1e-4", "--lr-d", "4e-4", "--data-dir", str(tmp_path)])
+    assert (ttur.g_lr, ttur.d_lr) == (1e-4, 4e-4)
+
+
+def test_a_run_written_by_an_earlier_version_still_reads(tmp_path):
+    """Its config.json has the old recipe name, lr_g/lr_d set by that recipe, image_size and
+    tensorboard: it resumes with exactly its own settings."""
+    run = tmp_path / "old"
+    run.mkdir()
+    old = {**Config(data_dir="d").to_dict(), "recipe": "diffaug_lr5_cos", "lr": 2e-4,
+           "lr_g": 5e-4, "lr_d": 5e-4, "image_size": 64, "tensorboard": True, "logger": None}
+    (run / "config.json").write_text(json.dumps(old))
+    c = make_config(["--resume", str(run)])
+    assert (c.recipe, c.g_lr, c.d_lr, c.logger, c.output_dir) == (
+        "diffaug-cosine", 5e-4, 5e-4, "tensorboard", str(run))
 
 
 def test_a_runs_config_json_starts_a_new_run_with_the_same_settings(tmp_path):
@@ -99,3 +180,14 @@ def test_a_runs_config_json_starts_a_new_run_with_the_same_settings(tmp_path):
     again = make_config(["--config", str(tmp_path / "config.json"), "--output-dir",
                          str(tmp_path / "new")])
     assert {**saved.to_dict(), "output_dir": str(tmp_path / "new")} == again.to_dict()
+
+
+def test_the_readme_names_every_recipe_and_no_missing_flag():
+    readme = (REPO / "README.md").read_text()
+    for recipe in RECIPES:
+        assert f"`{recipe}`" in readme
+    flags = {f"--{f.name.replace('_', '-')}" for f in fields(Config)} | {"--config", "--help",
+                                                                          "--no-progress"}
+    named = set(re.findall(r"`(--[a-z0-9-]+)", readme.split("## Command-line flags")[1]
+                           .split("\n## ")[0]))
+    assert named and named <= flags, named - flags

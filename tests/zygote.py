@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 
-MODULES = ("train", "generate", "evaluate", "serve", "plots")
+MODULES = ("train", "trainer", "generate", "evaluate", "scoring", "serve", "webapp", "plot", "figures")
 
 
 def _child(request: dict) -> None:

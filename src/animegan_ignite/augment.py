@@ -18,17 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-POLICIES = ("color", "translation", "cutout")
-
-
-def parse_policy(text: str | None) -> tuple[str, ...]:
-    """``"color,translation"`` -> ("color", "translation"); None or "" -> no augmentation."""
-    names = tuple(p.strip() for p in (text or "").split(",") if p.strip())
-    unknown = [n for n in names if n not in POLICIES]
-    if unknown:
-        raise ValueError(f"unknown DiffAugment policy {', '.join(unknown)} (choose from "
-                         f"{', '.join(POLICIES)})")
-    return names
+from .config import DIFFAUGMENT_POLICIES
 
 
 def _uniform(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -90,7 +80,7 @@ class DiffAugment:
     """The policy's operations in the paper's order (color, translation, cutout)."""
 
     def __init__(self, policy: tuple[str, ...] = ()) -> None:
-        self.ops = [_OPS[name] for name in POLICIES if name in policy]
+        self.ops = [_OPS[name] for name in DIFFAUGMENT_POLICIES if name in policy]
 
     def __bool__(self) -> bool:
         return bool(self.ops)

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import BatchSampler, Dataset
 
 from .images import decode_all, decode_uint8
+from .resume import EpochSampler
 from .rundir import atomic_write, write_json_atomic
-from .sampler import EpochSampler
 
 logger = logging.getLogger(__name__)
 CACHE_VERSION = 1

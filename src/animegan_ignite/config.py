@@ -1,8 +1,17 @@
-"""One typed dataclass for every setting, and the command line that fills it.
+"""Every setting of a training run, declared once: type, default, rule, help text and group.
 
-Precedence, lowest first: the dataclass defaults (the seed design's values), the synthetic
-demo's CPU-sized schedule (only when no ``--data-dir`` is given), a ``--config`` file (YAML or
-JSON), then the command-line flags.
+``Config`` is the one declaration. ``animegan-train``'s flags and ``--help`` are generated from
+it, config files and a resumed run's ``config.json`` are checked against it, and a ``Config``
+made in code resolves its defaults exactly as the command line does:
+
+- a *recipe* (``--recipe``) sets how the networks are trained (loss, rates, augmentation, EMA);
+  settings marked ``recipe=True`` take the recipe's value unless given;
+- the *synthetic demo* (no ``--data-dir``) has a CPU-sized schedule: settings with a ``demo=``
+  value take it when no data set is given.
+
+Precedence, lowest first: those defaults, a ``--config`` file (YAML or JSON), the flags; a
+resumed run starts from its own ``config.json``. No torch here: ``--help`` and every flag or
+file error answer before torch is imported.
 """
 
 from __future__ import annotations
@@ -10,7 +19,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,14 +30,10 @@ from typing import Any
 
 import yaml
 
-from .augment import parse_policy
-from .cli import OneLineErrorParser, UserError
+from .errors import OneLineErrorParser, UserError
 from .rundir import RunDir, read_run_config
-from .trackers import MODULES as TRACKER_NAMES
-from .trackers import missing_extra
 
-DEVICES = ("auto", "cpu", "cuda")
-BACKENDS = (None, "gloo", "nccl")
+logger = logging.getLogger("animegan_ignite")
 
 
 class ConfigError(UserError):
@@ -33,22 +41,51 @@ class ConfigError(UserError):
 
 
 SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seeds
+DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+# Each tracker's importable module(s) and the extra that installs it.
+TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
+                   "mlflow": ("mlflow",)}
 
-
-# Named training recipes: values for the recipe fields of Config, below a config file's and the
-# command line's. "dcgan" is the seed design exactly (Radford et al., 2016); "diffaug" adds
-# DiffAugment; "diffaug_lr5" adds Adam at 5e-4 for both networks, the demo's measured winner;
-# "diffaug_lr5_cos" lets that rate fall along a cosine, the measured winner on the real faces on
-# two seeds and so the default for real data (README, "Training recipes").
-_DCGAN = {"loss": "bce", "spectral_norm": False, "lr_g": None, "lr_d": None, "diffaugment": None,
-          "ema_halflife_kimg": 0.0, "ema_rampup": 0.0, "ema_buffers": "copy", "lr_decay": "none"}
+# Named recipes: the values they give the recipe settings (those not named keep the seed
+# design's). "dcgan" is the seed design exactly (Radford et al., 2016). The two defaults were
+# chosen by measured ablations (docs/recipes.md): DiffAugment with Adam at 5e-4, held constant
+# for the short demo, falling along a cosine over a run on real data.
+DIFFAUG = {"diffaugment": "color,translation"}
 RECIPES: dict[str, dict[str, Any]] = {
-    "dcgan": _DCGAN,
-    "diffaug": {**_DCGAN, "diffaugment": "color,translation"},
+    "dcgan": {},
+    "diffaug": DIFFAUG,
+    "diffaug-fast": {**DIFFAUG, "lr": 5e-4},
+    "diffaug-cosine": {**DIFFAUG, "lr": 5e-4, "lr_decay": "cosine"},
 }
-RECIPES["diffaug_lr5"] = {**RECIPES["diffaug"], "lr_g": 5e-4, "lr_d": 5e-4}
-RECIPES["diffaug_lr5_cos"] = {**RECIPES["diffaug_lr5"], "lr_decay": "cosine"}
-DEFAULT_RECIPE = "diffaug_lr5_cos"
+RECIPE_HELP = {
+    "dcgan": "the 2016 DCGAN: BCE, Adam 2e-4, no augmentation",
+    "diffaug": "dcgan + DiffAugment color,translation",
+    "diffaug-fast": "DiffAugment + Adam 5e-4 (the demo's default)",
+    "diffaug-cosine": "DiffAugment + Adam 5e-4 falling along a cosine to 0 (the default)",
+}
+RENAMED_RECIPES = {"diffaug_lr5": "diffaug-fast", "diffaug_lr5_cos": "diffaug-cosine"}
+
+GROUPS = {
+    "data": "data",
+    "model": "model (the seed design's DCGAN; 64x64 RGB)",
+    "recipe": "recipe (--recipe sets these; a flag overrides its value)",
+    "evaluation": "evaluation (FID/IS of held-out faces at epoch ends)",
+    "run": "run and checkpoints",
+    "speed": "speed",
+    "distributed": "distributed (several processes or GPUs)",
+    "logging": "logging",
+}
+
+
+class _Unset:
+    """The default of a setting a recipe or the demo decides; replaced when a Config is made."""
+
+    def __repr__(self) -> str:
+        return "<from the recipe or the demo>"
+
+
+UNSET: Any = _Unset()
+NO_DEMO = object()
 
 
 @dataclass(frozen=True)
@@ -92,8 +129,6 @@ class Rule:
             what += f" in {_num(self.lo)}..{_num(self.hi)}"
         elif self.lo is not None:
             what += f" >= {_num(self.lo)}"
-        elif self.hi is not None:
-            what += f" <= {_num(self.hi)}"
         return what + (" (or null)" if self.nullable else "")
 
 
@@ -101,68 +136,137 @@ def _num(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(x)
 
 
-def setting(default: Any, kind: type, **rule: Any) -> Any:
-    """A Config field that carries its :class:`Rule`."""
-    return field(default=default, metadata={"rule": Rule(kind, **rule)})
+def setting(default: Any, kind: type, group: str, help: str, *, demo: Any = NO_DEMO,
+            recipe: bool = False, shown: str | None = None, **rule: Any) -> Any:
+    """One setting: its default (the seed design's, or for ``recipe`` settings the value of a
+    recipe that does not set it), what the demo uses instead (``demo``), its :class:`Rule`, its
+    ``--help`` group and text, and ``shown``: how --help states a default that is not a value."""
+    later = recipe or demo is not NO_DEMO
+    return field(default=UNSET if later else default, metadata={
+        "rule": Rule(kind, **rule), "group": group, "help": help, "default": default,
+        "demo": demo, "recipe": recipe, "shown": shown})
 
 
-def _path(default: str | None = None) -> Any:
-    return setting(default, str, lo=1, nullable=True)
+def _path(group: str, help: str, shown: str | None = None) -> Any:
+    return setting(None, str, group, help, shown=shown, lo=1, nullable=True)
+
+
+RATE = {"lo": 0, "hi": 1, "open_lo": True, "open_hi": True}
 
 
 @dataclass
 class Config:
-    """Every setting of a training run, each with the rule it is checked against. Paths are
-    stored as strings so the config is JSON."""
+    """Every setting of a training run. Paths are strings so the config is JSON."""
 
-    data_dir: str | None = _path()
-    download: str | None = _path()
-    output_dir: str | None = _path()
-    resume: str | None = _path()
-    force: bool = setting(False, bool)
-    epochs: int = setting(50, int, lo=1, hi=10**6)
-    batch_size: int = setting(128, int, lo=1, hi=65536)
-    lr: float = setting(2e-4, float, lo=0, hi=1, open_lo=True, open_hi=True)
-    beta1: float = setting(0.5, float, lo=0, hi=1, open_hi=True)
-    nz: int = setting(100, int, lo=1, hi=100_000)
-    ngf: int = setting(64, int, lo=1, hi=4096)
-    ndf: int = setting(64, int, lo=1, hi=4096)
-    image_size: int = setting(64, int, choices=(64,))
-    eval_size: int = setting(3000, int, lo=0, hi=10**7)
-    eval_every: int = setting(1, int, lo=0)
-    snapshot_every: int = setting(500, int, lo=1)
-    checkpoint_every: int = setting(0, int, lo=0)
-    num_workers: int = setting(2, int, lo=0, hi=256)
-    device: str = setting("auto", str, choices=DEVICES)
-    seed: int = setting(999, int, lo=0, hi=SEED_MAX)
-    split_seed: int | None = setting(None, int, lo=0, hi=SEED_MAX, nullable=True)
-    synthetic_size: int = setting(4000, int, lo=2, hi=10**7)
-    inception_weights: str = setting("auto", str, lo=1)
-    cache_dir: str | None = _path()
-    eval_batch_size: int = setting(100, int, lo=1, hi=65536)
-    tensorboard: bool = setting(False, bool)
-    logger: str | None = setting(None, str, nullable=True)
-    cache: bool = setting(False, bool)
-    precision: str = setting("fp32", str, choices=("fp32", "bf16", "fp16"))
-    channels_last: bool = setting(False, bool)
-    compile: bool = setting(False, bool)
-    backend: str | None = setting(None, str, choices=BACKENDS, nullable=True)
-    nproc_per_node: int = setting(1, int, lo=1, hi=1024)
-    sync_bn: bool = setting(False, bool)
-    progress: bool = setting(True, bool)
-    # The training recipe around the DCGAN networks (see RECIPES); the defaults are the seed's.
-    recipe: str = setting("dcgan", str, choices=tuple(RECIPES))
-    loss: str = setting("bce", str, choices=("bce", "hinge"))
-    spectral_norm: bool = setting(False, bool)
-    lr_g: float | None = setting(None, float, lo=0, hi=1, open_lo=True, open_hi=True,
+    # data
+    data_dir: str | None = _path("data", "folder of images (searched recursively; jpg, png, bmp, "
+                                 "webp)", shown="none: the built-in synthetic demo")
+    download: str | None = _path("data", "fetch the data set first: 'kaggle' (the Anime Face "
+                                 "Dataset, needs kagglehub) or 'hf:NAME' (needs datasets)")
+    synthetic_size: int = setting(2528, int, "data", "faces in the synthetic demo data set",
+                                  lo=2, hi=10**7)
+    cache_dir: str | None = _path("data", "cached real-image features, decoded images and "
+                                  "downloads", shown="$ANIMEGAN_CACHE or ~/.cache/animegan-ignite")
+    # model
+    nz: int = setting(100, int, "model", "latent size", lo=1, hi=100_000)
+    ngf: int = setting(64, int, "model", "generator width", demo=16, lo=1, hi=4096)
+    ndf: int = setting(64, int, "model", "discriminator width", demo=16, lo=1, hi=4096)
+    # recipe
+    recipe: str = setting("diffaug-cosine", str, "recipe", "training recipe: " + "; ".join(
+        f"{k}: {v}" for k, v in RECIPE_HELP.items()), demo="diffaug-fast", choices=tuple(RECIPES))
+    lr: float = setting(2e-4, float, "recipe", "Adam learning rate of both networks",
+                        recipe=True, **RATE)
+    lr_g: float | None = setting(None, float, "recipe", "G's own rate (TTUR)", shown="--lr",
+                                 nullable=True, **RATE)
+    lr_d: float | None = setting(None, float, "recipe", "D's own rate (TTUR)", shown="--lr",
+                                 nullable=True, **RATE)
+    beta1: float = setting(0.5, float, "recipe", "Adam beta1", lo=0, hi=1, open_hi=True)
+    lr_decay: str = setting("none", str, "recipe", "rate schedule: none (constant) or cosine (to "
+                            "0 at the last iteration of --epochs)", recipe=True,
+                            choices=("none", "cosine"))
+    loss: str = setting("bce", str, "recipe", "D's loss", recipe=True, choices=("bce", "hinge"))
+    spectral_norm: bool = setting(False, bool, "recipe", "spectral normalisation on D's "
+                                  "convolutions (D then has no BatchNorm)", recipe=True)
+    diffaugment: str | None = setting(None, str, "recipe", "DiffAugment policies before every D "
+                                      "call, any of color,translation,cutout; 'none' for none",
+                                      recipe=True, nullable=True)
+    ema_halflife_kimg: float = setting(0.0, float, "recipe", "EMA of G with this half-life in "
+                                       "thousands of images; 0 = no EMA", recipe=True,
+                                       lo=0, hi=10**6)
+    ema_rampup: float = setting(0.0, float, "recipe", "EMA half-life at most this fraction of "
+                                "the images seen so far (StyleGAN's 0.05); 0 = no ramp",
+                                recipe=True, lo=0, hi=10**3)
+    ema_buffers: str = setting("copy", str, "recipe", "BatchNorm statistics of the EMA "
+                               "generator: copied from G, or averaged too", recipe=True,
+                               choices=("copy", "update"))
+    # evaluation
+    eval_size: int = setting(3000, int, "evaluation", "held-out real images (never trained on) "
+                             "and generated images for FID/IS; 0 = no evaluation", demo=128,
+                             lo=0, hi=10**7)
+    eval_every: int = setting(1, int, "evaluation", "evaluate every N epochs and after the last; "
+                              "0 = never", demo=12, lo=0)
+    eval_batch_size: int = setting(100, int, "evaluation", "images per Inception batch",
+                                   lo=1, hi=65536)
+    inception_weights: str = setting("auto", str, "evaluation", "auto (torch hub cache, else a "
+                                     "download, else the offline FID-only network), pool3 "
+                                     "(offline, no IS) or the standard weights file", lo=1)
+    # run and checkpoints
+    output_dir: str | None = _path("run", "run directory", shown="runs/<timestamp>")
+    resume: str | None = _path("run", "continue a run: its folder (latest checkpoint) or one "
+                               "checkpoint file", shown="none")
+    force: bool = setting(False, bool, "run", "write a new run into a folder that holds other "
+                          "files (never into another run)")
+    epochs: int = setting(50, int, "run", "epochs to train (on --resume: the new total)",
+                          demo=12, lo=1, hi=10**6)
+    batch_size: int = setting(128, int, "run", "global batch size (split over processes)",
+                              demo=32, lo=1, hi=65536)
+    seed: int = setting(999, int, "run", "seed of everything: split, init, noise, data order",
+                        lo=0, hi=SEED_MAX)
+    split_seed: int | None = setting(None, int, "run", "seed of the held-out split alone (to "
+                                     "compare training seeds on the same faces)",
+                                     shown="--seed", lo=0, hi=SEED_MAX, nullable=True)
+    snapshot_every: int = setting(500, int, "run", "save an 8x8 grid of G(fixed noise) every N "
+                                  "iterations", demo=50, lo=1)
+    checkpoint_every: int = setting(0, int, "run", "also checkpoint every N iterations inside "
+                                    "an epoch (0: at epoch ends only)", lo=0)
+    # speed
+    device: str = setting("auto", str, "speed", "auto (a GPU when there is one), cpu or cuda",
+                          choices=("auto", "cpu", "cuda"))
+    cache: bool = setting(False, bool, "speed", "decode the images once into a uint8 tensor "
+                          "cache and train from it (on a GPU it lives in GPU memory)", demo=True)
+    precision: str = setting("fp32", str, "speed", "autocast precision; fp16 uses a GradScaler "
+                             "(Kaggle's T4s have no bf16)", choices=("fp32", "bf16", "fp16"))
+    channels_last: bool = setting(False, bool, "speed", "channels-last memory format")
+    compile: bool = setting(False, bool, "speed", "torch.compile G and D")
+    num_workers: int = setting(2, int, "speed", "DataLoader worker processes (also decode every "
+                               "file once at start-up)", lo=0, hi=256)
+    # distributed
+    backend: str | None = setting(None, str, "distributed", "nccl (GPUs) or gloo (CPU)",
+                                  shown="none: one process", choices=(None, "gloo", "nccl"),
                                   nullable=True)
-    lr_d: float | None = setting(None, float, lo=0, hi=1, open_lo=True, open_hi=True,
-                                  nullable=True)
-    diffaugment: str | None = setting(None, str, nullable=True)
-    ema_halflife_kimg: float = setting(0.0, float, lo=0, hi=10**6)
-    ema_rampup: float = setting(0.0, float, lo=0, hi=10**3)
-    ema_buffers: str = setting("copy", str, choices=("copy", "update"))
-    lr_decay: str = setting("none", str, choices=("none", "cosine"))
+    nproc_per_node: int = setting(1, int, "distributed", "processes to start on this machine",
+                                  lo=1, hi=1024)
+    sync_bn: bool = setting(False, bool, "distributed", "BatchNorm statistics synchronised "
+                            "across processes")
+    # logging
+    logger: str | None = setting(None, str, "logging", "experiment trackers, any of "
+                                 "tensorboard,wandb,mlflow", shown="none", nullable=True)
+    progress: bool = setting(True, bool, "logging", "progress bars (--no-progress for log files)")
+
+    def __post_init__(self) -> None:
+        """Settings left to the demo or the recipe get their values (the recipe first, as the
+        recipe settings depend on it)."""
+        by_name = {f.name: f for f in fields(self)}
+        self.recipe = RENAMED_RECIPES.get(self.recipe, self.recipe)
+        for f in [by_name["recipe"], *by_name.values()]:
+            if getattr(self, f.name) is UNSET:
+                setattr(self, f.name, self._default(f))
+
+    def _default(self, f: dataclasses.Field) -> Any:
+        meta = f.metadata
+        if meta["recipe"]:
+            return RECIPES.get(self.recipe, {}).get(f.name, meta["default"])
+        return meta["demo"] if self.synthetic and meta["demo"] is not NO_DEMO else meta["default"]
 
     @property
     def synthetic(self) -> bool:
@@ -183,11 +287,7 @@ class Config:
 
     @property
     def trackers(self) -> tuple[str, ...]:
-        """The experiment trackers to log to: ``--logger`` plus ``--tensorboard``."""
-        names = [n.strip() for n in (self.logger or "").split(",") if n.strip()]
-        if self.tensorboard:
-            names.append("tensorboard")
-        return tuple(dict.fromkeys(names))
+        return tuple(dict.fromkeys(n.strip() for n in (self.logger or "").split(",") if n.strip()))
 
     @property
     def g_lr(self) -> float:
@@ -207,7 +307,7 @@ class Config:
     def validate(self) -> Config:
         """The checks that involve several settings or the machine; raises one
         :class:`ConfigError` listing every problem, or returns self."""
-        problems = []
+        problems = check_values(self.to_dict(), {})
         if 0 < self.eval_size < 10:
             problems.append(f"--eval-size must be 0 (no evaluation) or >= 10 (one image per IS "
                             f"split), got {self.eval_size}")
@@ -220,145 +320,89 @@ class Config:
         elif self.batch_size % self.world_size:
             problems.append(f"--batch-size {self.batch_size} (the global batch) must divide "
                             f"evenly over {self.world_size} processes")
-        for name in self.trackers:
-            if name not in TRACKER_NAMES:
-                problems.append(f"--logger {name}: unknown tracker (choose from "
-                                f"{', '.join(TRACKER_NAMES)})")
-            elif missing_extra(name):
-                problems.append(missing_extra(name))
+        problems += [p for name in self.trackers if (p := tracker_problem(name))]
         try:
             parse_policy(self.diffaugment)
         except ValueError as e:
             problems.append(f"--diffaugment: {e}")
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError("; ".join(dict.fromkeys(problems)))
         return self
+
+
+def parse_policy(text: str | None) -> tuple[str, ...]:
+    """``"color,translation"`` -> ("color", "translation"); None or "" -> no augmentation."""
+    names = tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    unknown = [n for n in names if n not in DIFFAUGMENT_POLICIES]
+    if unknown:
+        raise ValueError(f"unknown DiffAugment policy {', '.join(unknown)} (choose from "
+                         f"{', '.join(DIFFAUGMENT_POLICIES)})")
+    return names
+
+
+def tracker_problem(name: str) -> str | None:
+    """Why tracker ``name`` cannot be used here, or None."""
+    if name not in TRACKER_MODULES:
+        return f"--logger {name}: unknown tracker (choose from {', '.join(TRACKER_MODULES)})"
+    if any(importlib.util.find_spec(m) is not None for m in TRACKER_MODULES[name]):
+        return None
+    return f'--logger {name} needs the {TRACKER_MODULES[name][0]} package: pip install -e ".[{name}]"'
 
 
 def check_values(values: dict[str, Any], origin: dict[str, str]) -> list[str]:
     """One message per value that breaks its setting's rule, naming the setting, where the
     value came from, the value and what the setting accepts."""
     rules = {f.name: f.metadata["rule"] for f in fields(Config)}
-    problems = []
-    for name, value in values.items():
-        rule = rules[name]
-        if not rule.ok(value):
-            where = origin.get(name, "")
-            problems.append(f"{where}{_flag(name)} {value!r}: must be {rule.describe()}")
-    return problems
+    return [f"{origin.get(name, '')}{flag(name)} {value!r}: must be {rules[name].describe()}"
+            for name, value in values.items() if value is not UNSET and not rules[name].ok(value)]
 
 
-
-
-# The demo schedule: the no-argument command finishes on 2 CPU cores in ~3.5 minutes and the
-# cartoon faces take shape. Only used without --data-dir. Measured (README, "Training recipes"):
-# at this cost, width-16 networks trained for more steps draw better faces than width-32 ones
-# for fewer; the recipe "diffaug_lr5" draws the faces where "dcgan" draws blobs; the faces are
-# drawn once into memory (--cache) so that no worker redraws them each epoch; one evaluation at
-# the end, because on 2 cores each costs as much as two or three epochs.
-DEMO_OVERRIDES: dict[str, Any] = {
-    "recipe": "diffaug_lr5",
-    "epochs": 12,
-    "batch_size": 32,
-    "ngf": 16,
-    "ndf": 16,
-    "cache": True,
-    "eval_size": 128,
-    "eval_every": 12,
-    "snapshot_every": 50,
-    "synthetic_size": 2528,
-}
-
-
-def _flag(name: str) -> str:
+def flag(name: str) -> str:
     return name.replace("_", "-")
 
 
+def shown_value(value: Any) -> str:
+    """A setting's value as ``--help`` states it."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _default_text(f: dataclasses.Field, real: Config, demo: Config) -> str:
+    meta = f.metadata
+    if meta["shown"] is not None:
+        return f"default: {meta['shown']}"
+    text = f"default: {shown_value(getattr(real, f.name))}"
+    if getattr(demo, f.name) != getattr(real, f.name):
+        text += f"; demo: {shown_value(getattr(demo, f.name))}"
+    if meta["recipe"]:
+        text += "; set by --recipe"
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m animegan_ignite.train`` command line. Every default is ``SUPPRESS`` so
-    that only flags the user typed override the file and the dataclass."""
+    """``animegan-train``'s command line, generated from :class:`Config`. Every default is
+    ``SUPPRESS`` so that only flags the user typed override a file and the defaults."""
     p = OneLineErrorParser(
-        prog="python -m animegan_ignite.train",
-        description="Train a DCGAN on 64x64 anime faces with PyTorch-Ignite.",
-        argument_default=argparse.SUPPRESS,
-    )
-    d = Config()
-    p.add_argument("--config", help="YAML or JSON file of settings; flags given here override it")
-    p.add_argument("--data-dir", help="image folder (ImageFolder root or any folder of images); "
-                   "omit for the built-in synthetic demo")
-    p.add_argument("--download", help="fetch the data set first: 'kaggle' (Anime Face Dataset, "
-                   "needs kagglehub) or 'hf:NAME' (a Hugging Face image data set, needs datasets)")
-    p.add_argument("--output-dir", help="run directory (default: runs/<timestamp>)")
-    p.add_argument("--force", action="store_true", help="write the run into a --output-dir that "
-                   "already holds other files (never into another run)")
-    p.add_argument("--resume", help="run directory or checkpoint file to continue from")
-    p.add_argument("--epochs", type=int, help=f"epochs to train (default {d.epochs})")
-    p.add_argument("--batch-size", type=int, help=f"batch size (default {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
-    p.add_argument("--beta1", type=float, help=f"Adam beta1 (default {d.beta1})")
-    p.add_argument("--nz", type=int, help=f"latent size (default {d.nz})")
-    p.add_argument("--ngf", type=int, help=f"generator width (default {d.ngf})")
-    p.add_argument("--ndf", type=int, help=f"discriminator width (default {d.ndf})")
-    p.add_argument("--eval-size", type=int,
-                   help=f"held-out real images for FID/IS, excluded from training; 0 = no "
-                   f"evaluation (default {d.eval_size})")
-    p.add_argument("--eval-every", type=int, help="evaluate FID/IS every N epochs and after the last; "
-                   "0 = never (default 1)")
-    p.add_argument("--eval-batch-size", type=int, help="images per Inception batch (default 100)")
-    p.add_argument("--inception-weights",
-                   help="standard TF-Inception weights file for FID+IS; 'auto' (default: torch hub "
-                   "cache, else download, else offline FID-only network) or 'pool3' (offline, no IS)")
-    p.add_argument("--cache-dir", help="where cached real-image statistics, decoded images "
-                   "and downloads live (default $ANIMEGAN_CACHE or ~/.cache/animegan-ignite)")
-    p.add_argument("--snapshot-every", type=int,
-                   help=f"save a fixed-noise grid every N iterations (default {d.snapshot_every})")
-    p.add_argument("--checkpoint-every", type=int,
-                   help="also checkpoint every N iterations inside an epoch, so a kill or power "
-                   "loss costs at most N iterations (default 0: at epoch ends only)")
-    p.add_argument("--num-workers", type=int, help=f"DataLoader workers (default {d.num_workers})")
-    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--seed", type=int, help=f"random seed (default {d.seed})")
-    p.add_argument("--split-seed", type=int, help="seed of the held-out split alone (default: "
-                   "--seed), to compare training seeds on the same held-out images")
-    p.add_argument("--synthetic-size", type=int, help="images in the synthetic demo data set")
-    p.add_argument("--backend", help="distributed backend: nccl (GPUs) or gloo (CPU); with "
-                   "torchrun, the process count comes from torchrun")
-    p.add_argument("--nproc-per-node", type=int,
-                   help="processes to start on this machine (default 1), each with its own GPU")
-    p.add_argument("--sync-bn", action="store_true",
-                   help="convert BatchNorm to SyncBatchNorm across processes")
-    p.add_argument("--cache", action="store_true",
-                   help="decode the data set once into a uint8 tensor cache (in --cache-dir) and "
-                   "train from it; on a GPU the images live in GPU memory")
-    p.add_argument("--precision", help="fp32 (default), bf16 or fp16 (autocast; fp16 with "
-                   "GradScaler, the T4 path: T4s have no bf16)")
-    p.add_argument("--channels-last", action="store_true", help="channels-last memory format")
-    p.add_argument("--compile", action="store_true", help="torch.compile G and D")
-    p.add_argument("--logger", help="experiment trackers, any of tensorboard,wandb,mlflow "
-                   "(comma-separated; each an optional extra: pip install -e '.[wandb]')")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also log to TensorBoard (the same as --logger tensorboard)")
-    p.add_argument("--no-progress", dest="progress", action="store_false",
-                   help="no progress bars (for logs)")
-    p.add_argument("--recipe", help=f"training recipe: {', '.join(RECIPES)} (default "
-                   f"{DEFAULT_RECIPE}; 'dcgan' is the seed design); the flags below override it")
-    p.add_argument("--loss", help="bce (DCGAN) or hinge")
-    p.add_argument("--spectral-norm", action="store_true",
-                   help="spectral normalisation on D's convolutions (D then has no BatchNorm)")
-    p.add_argument("--no-spectral-norm", dest="spectral_norm", action="store_false",
-                   help="turn off a recipe's spectral normalisation")
-    p.add_argument("--lr-g", type=float, help="G's learning rate (default --lr)")
-    p.add_argument("--lr-d", type=float, help="D's learning rate (default --lr)")
-    p.add_argument("--diffaugment", help="DiffAugment policies before every D call, e.g. "
-                   "color,translation,cutout; 'none' for none")
-    p.add_argument("--ema-halflife-kimg", type=float,
-                   help="EMA of G with this half-life in thousands of images; 0 = no EMA")
-    p.add_argument("--ema-rampup", type=float, help="EMA half-life ramp: at most this fraction "
-                   "of the images seen so far (StyleGAN's 0.05); 0 = no ramp")
-    p.add_argument("--ema-buffers", help="BatchNorm statistics of the EMA generator: copy (G's "
-                   "own) or update (averaged like the weights)")
-    p.add_argument("--lr-decay", help="learning-rate schedule of both networks: none (constant) "
-                   "or cosine (from the rate down to 0 at the last iteration of --epochs)")
+        prog="animegan-train", argument_default=argparse.SUPPRESS,
+        description="Train a DCGAN on 64x64 anime faces with PyTorch-Ignite. With no "
+        "--data-dir it trains the built-in synthetic demo on a CPU-sized schedule ('demo:' "
+        "defaults below).")
+    p.add_argument("--config", help="YAML or JSON file of settings (dashes or underscores); "
+                   "flags given here override it")
+    groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
+    real, demo = Config(data_dir="DIR"), Config()
+    for f in fields(Config):
+        meta = f.metadata
+        text = f"{meta['help']} ({_default_text(f, real, demo)})".replace("%", "%%")
+        if meta["rule"].kind is bool:
+            groups[meta["group"]].add_argument(f"--{flag(f.name)}", help=text,
+                                               action=argparse.BooleanOptionalAction)
+        else:
+            groups[meta["group"]].add_argument(f"--{flag(f.name)}", help=text, metavar=f.name.upper(),
+                                               type=meta["rule"].kind)
     return p
 
 
@@ -374,13 +418,42 @@ def load_config_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"--config {path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from e
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of setting: value")
-    values = {k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()}
+    values = upgrade({k.replace("-", "_") if isinstance(k, str) else k: v for k, v in data.items()})
     # A run's config.json records where it was resumed from; as a settings file it starts anew.
     if values.pop("resume", None) is not None and not RunDir(p.parent).history.is_file():
         raise ConfigError(f"--config {path}: 'resume' is not a setting of a file (a run's "
                           "config.json records it); delete that line to start a new run from "
                           "these settings, or give --resume RUN_DIR on the command line")
     _check_names(values, path)
+    return _numbers_from_text(values)
+
+
+def _numbers_from_text(values: dict[str, Any]) -> dict[str, Any]:
+    """YAML 1.1 (PyYAML) reads ``1e-3`` as text, though users mean the number."""
+    kinds = {f.name: f.metadata["rule"].kind for f in fields(Config)}
+    out = dict(values)
+    for name, value in values.items():
+        if kinds[name] is float and isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number):
+                out[name] = number
+    return out
+
+
+def upgrade(values: dict[Any, Any]) -> dict[Any, Any]:
+    """Settings written by earlier versions: renamed recipes, and the removed ``image_size``
+    (always 64) and ``tensorboard`` (now ``--logger tensorboard``)."""
+    values = dict(values)
+    if values.get("recipe") in RENAMED_RECIPES:
+        new = RENAMED_RECIPES[values["recipe"]]
+        logger.warning("note: recipe %r is now called %r", values["recipe"], new)
+        values["recipe"] = new
+    values.pop("image_size", None)
+    if values.pop("tensorboard", False):
+        values["logger"] = ",".join(filter(None, [values.get("logger"), "tensorboard"]))
     return values
 
 
@@ -388,12 +461,13 @@ def make_config(argv: list[str] | None = None) -> Config:
     """Parse ``argv`` into a validated :class:`Config` (raises :class:`ConfigError`). Every
     value, from the flags, a ``--config`` file or the run being resumed, is checked against its
     setting's rule before anything is created."""
-    args = vars(build_parser().parse_args(argv))
+    args = upgrade(vars(build_parser().parse_args(argv)))
     config_file = args.pop("config", None)
     file_values = load_config_file(config_file) if config_file else {}
     run_values: dict[str, Any] = {}
     if "resume" in args:  # a resumed run starts from its own saved settings
         run_dir, run_values = read_run_config(args["resume"])
+        run_values = upgrade(run_values)
         run_values.pop("resume", None)  # where that run was resumed from, not a setting of this one
         _check_names(run_values, f"{run_dir}/config.json")
         run_values = {**run_values, "output_dir": str(run_dir), "force": False}
@@ -402,10 +476,6 @@ def make_config(argv: list[str] | None = None) -> Config:
     values = {**run_values, **file_values, **args}
     if run_values and values["output_dir"] != run_values["output_dir"]:
         _check_same_folder(values["output_dir"], run_values["output_dir"], origin["output_dir"])
-    if values.get("data_dir") is None and values.get("download") is None and not run_values:
-        values = {**DEMO_OVERRIDES, **values}
-    if not run_values:  # a resumed run keeps the recipe it was saved with
-        values = _with_recipe(values, explicit={**file_values, **args})
     if values.get("diffaugment") == "none":
         values["diffaugment"] = None
     problems = check_values(values, origin)
@@ -417,7 +487,7 @@ def make_config(argv: list[str] | None = None) -> Config:
 def _check_same_folder(given: str | None, run_dir: str, origin: str) -> None:
     """A resumed run goes on in its own folder: its checkpoints and history are there."""
     if isinstance(given, str) and Path(given).resolve() != Path(run_dir).resolve():
-        raise ConfigError(f"{origin}{_flag('output_dir')} {given}: a resumed run continues in its "
+        raise ConfigError(f"{origin}{flag('output_dir')} {given}: a resumed run continues in its "
                           f"own folder ({run_dir}); drop it, or start a new run from that run's "
                           f"settings with --config {run_dir}/config.json --output-dir {given}")
 
@@ -431,18 +501,7 @@ def _check_names(values: dict[Any, Any], source: str) -> None:
             problems.append(f"{source}: setting names must be text, got {key!r}")
         elif key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {_flag(close[0])}?)" if close else ""
+            hint = f" (did you mean {flag(close[0])}?)" if close else ""
             problems.append(f"{source}: unknown setting {key!r}{hint}")
     if problems:
         raise ConfigError("; ".join(problems))
-
-
-def _with_recipe(values: dict[str, Any], explicit: dict[str, Any]) -> dict[str, Any]:
-    """The recipe's values under the ones given. ``--lr`` alone sets both networks' rates, so it
-    also replaces a recipe's ``lr_g``/``lr_d``."""
-    name = values.setdefault("recipe", DEFAULT_RECIPE)
-    recipe = dict(RECIPES.get(name, {})) if isinstance(name, str) else {}
-    if "lr" in explicit:
-        recipe.pop("lr_g", None)
-        recipe.pop("lr_d", None)
-    return {**recipe, **values}

@@ -17,9 +17,10 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .cache import CachedBatches, CachedImages, load_or_build
-from .cli import IMAGE_EXTENSIONS, UserError
+from .errors import UserError
 from .images import decode_all, load_rgb
-from .sampler import EpochSampler
+from .paths import IMAGE_EXTENSIONS
+from .resume import EpochSampler
 from .synthetic import DrawnFaces, SyntheticFaces
 
 logger = logging.getLogger(__name__)

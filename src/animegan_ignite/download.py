@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 
 from .cache import default_cache_dir
-from .cli import UserError
+from .errors import UserError
 
 KAGGLE_DATASET = "splcher/animefacedataset"
 DONE_MARKER = ".complete"

@@ -1,19 +1,23 @@
-"""Faces from a trained generator: reproducible latents, spherical interpolation, image output.
-Shared by the ``generate`` command and the ``serve`` web app."""
+"""Faces from a trained generator: reproducible latents, spherical interpolation, grids, GIFs,
+folders of faces and exported networks. Used by ``animegan-generate`` and ``animegan-serve``."""
 
 from __future__ import annotations
 
 import io
 import math
+import warnings
+from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import nn
 from torchvision.utils import make_grid
+from tqdm import tqdm
 
+from .errors import UserError
 from .models import sample
+from .rundir import atomic_write
 
-MAX_FACES = 256  # in one grid picture
 BLOCK = 1024  # latents are drawn in blocks, each from its own seed
 
 
@@ -75,6 +79,68 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def save_gif(frames: list[Image.Image], path, frame_ms: int = 100) -> None:
+def save_gif(frames: list[Image.Image], path: str | Path, frame_ms: int = 100) -> None:
     """An endlessly looping GIF with one frame per image."""
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0)
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True,
+                                                append_images=frames[1:], duration=frame_ms, loop=0))
+
+
+def save_grid(netG: nn.Module, num: int, seed: int, path: Path) -> None:
+    """Faces 0 .. num-1 of ``seed`` as one picture; its format from the file name."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture = grid(render(netG, latents(num, netG.nz, seed)))
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), path.suffix[1:].upper())
+    atomic_write(path, lambda f: picture.save(f, format=fmt))
+
+
+def face_file(out: Path, seed: int, index: int) -> Path:
+    return out / f"face_{seed}_{index:07d}.png"
+
+
+def write_faces(netG: nn.Module, out: Path, num: int, seed: int, batch_size: int) -> None:
+    """Faces 0 .. num-1 of ``seed`` as PNG files, those not already there, a batch at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    missing = [i for i in range(num) if not face_file(out, seed, i).exists()]
+    with tqdm(total=num, initial=num - len(missing), desc="drawing faces", unit="face") as bar:
+        for chunk in _runs(missing, batch_size):
+            faces = render(netG, latents(len(chunk), netG.nz, seed, start=chunk[0]))
+            for i, face in zip(chunk, faces, strict=True):
+                image = to_pil(face)
+                atomic_write(face_file(out, seed, i), lambda f, im=image: im.save(f, format="PNG"),
+                             durable=False)
+            bar.update(len(chunk))
+    print(f"{out}: faces 0..{num - 1} of seed {seed} ({len(missing)} drawn now, "
+          f"{num - len(missing)} already there)")
+
+
+def _runs(indices: list[int], size: int) -> list[list[int]]:
+    """Consecutive indices in chunks of at most ``size`` (a chunk never spans a gap)."""
+    chunks: list[list[int]] = []
+    for i in indices:
+        if chunks and chunks[-1][-1] == i - 1 and len(chunks[-1]) < size:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
+def export(netG: nn.Module, kind: str, path: Path) -> None:
+    """TorchScript (traced) or ONNX (needs the onnx package) of G: latent (N, nz, 1, 1) ->
+    image (N, 3, 64, 64) in [-1, 1]."""
+    netG = netG.cpu().eval()
+    example = latents(2, netG.nz, 0)
+    if kind == "torchscript":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+            torch.jit.trace(netG, example).save(str(path))
+        return
+    try:
+        import onnx  # noqa: F401  (torch.onnx needs it to write the file)
+    except ImportError as e:
+        raise UserError("--export onnx needs the onnx package: pip install onnx") from e
+    with warnings.catch_warnings():
+        # The TorchScript-based exporter is deprecated but needs no onnxscript; the model is a
+        # plain conv stack, which it exports exactly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(netG, (example,), str(path), input_names=["z"], output_names=["image"],
+                          dynamic_axes={"z": {0: "batch"}, "image": {0: "batch"}}, dynamo=False)

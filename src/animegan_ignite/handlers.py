@@ -1,20 +1,19 @@
 """The handlers that make the Engine a trainer, attached by :func:`setup_handlers` in the order
 they fire (ignite runs the handlers of one event in the order they were added):
 
-- ``STARTED``: DCGAN weight init (fresh runs only); a run resumed at an epoch end whose record
-  was never written (interrupted during the evaluation) finishes that epoch end first; a resumed
-  run sets its RNG state again at its first iteration (where its data iterator drew from it).
-- ``EPOCH_STARTED``: the epoch's data order (``sampler.set_epoch``); the epoch timer starts.
+- ``STARTED``: exact resume (resume.py); DCGAN weight init (fresh runs only); a run resumed at
+  an epoch end whose record was never written finishes that epoch end first.
+- ``EPOCH_STARTED``: the epoch's data order (resume.py); the epoch timer starts.
 - ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
-- ``ITERATION_COMPLETED``: NaN guard -> EMA of G (momentum schedule, then ignite's
-  ``EMAHandler``) -> running averages -> loss history -> RNG mark -> mid-epoch checkpoint
-  (``--checkpoint-every``) -> fixed-noise snapshot -> progress bar -> loggers.
-- ``EPOCH_COMPLETED``: timer pause -> evaluate -> history record -> best checkpoint -> regular
-  checkpoint -> plots (rate-limited, see :class:`PlotExport`) and log line. The regular
-  checkpoint comes last, so it holds the epoch's record and the up-to-date best state: killed
-  anywhere before it, the run redoes the epoch.
-- ``EXCEPTION_RAISED``: Ctrl-C, SIGTERM or a crash: a checkpoint at the last finished iteration and the
-  plots; a divergence (NaN) saves nothing, the last good checkpoint stays the latest.
+- ``ITERATION_COMPLETED``: NaN guard -> last finished iteration (resume.py) -> EMA of G ->
+  running averages -> loss history -> mid-epoch checkpoint (``--checkpoint-every``) ->
+  fixed-noise snapshot -> progress bar -> trackers.
+- ``EPOCH_COMPLETED``: :class:`EpochEnd`: evaluate -> history record -> best checkpoint ->
+  regular checkpoint -> ``EPOCH_RECORDED`` (trackers) -> plots and log line. The regular
+  checkpoint comes after the record and the best one, so it holds both: killed anywhere
+  before it, the run redoes the epoch.
+- ``EXCEPTION_RAISED``: Ctrl-C, SIGTERM or a crash: a checkpoint at the last finished
+  iteration and the plots; a divergence (NaN) saves nothing.
 - ``COMPLETED``: the final snapshot.
 
 Only the writer (rank 0, ``is_writer``) writes files; every rank takes part in evaluation and
@@ -29,38 +28,33 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import ignite.distributed as idist
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine, EventEnum, Events
 from ignite.handlers import Checkpoint, EMAHandler, ProgressBar, Timer
 from ignite.metrics import RunningAverage
 from torch import nn
-from torch.utils.data import DataLoader
 from torchvision.utils import save_image
 
-from .checkpoint import RunState, capture_rng, gather_rng, restore_rng
-from .cli import Diverged, is_write_failure
+from . import resume
 from .config import Config
-from .engine import GAN
-from .evaluation import EvalResult, Evaluator
+from .errors import Diverged, is_write_failure
+from .figures import export_plots
+from .gan import GAN
 from .history import History
 from .models import dcgan_weights_init, sample, unwrap
-from .plots import export_plots
-from .rundir import RunDir, atomic_write
+from .quality import EvalResult, Evaluator
+from .rundir import RunDir, atomic_write, iteration_of
 
 logger = logging.getLogger("animegan_ignite")
 
 
-class RunLogger(Protocol):
-    """An experiment tracker: per-iteration handlers of its own, and each epoch's record."""
+class RunEvents(EventEnum):
+    """Fired by :class:`EpochEnd` once an epoch's record is in the history (trackers log it)."""
 
-    def attach(self, trainer: Engine) -> None: ...
-
-    def log_epoch(self, record: dict[str, Any]) -> None: ...
-
-    def close(self) -> None: ...
+    EPOCH_RECORDED = "epoch_recorded"
 
 
 @dataclass
@@ -70,35 +64,45 @@ class RunContext:
     cfg: Config
     run: RunDir
     gan: GAN
-    fixed_noise: torch.Tensor
-    run_state: RunState
+    run_state: resume.RunState
     is_writer: bool
     evaluator: Evaluator | None = None
     history: History | None = None
     regular: Checkpoint | None = None
     best: Checkpoint | None = None
     ema: EMAHandler | None = None
-    loggers: list[RunLogger] = field(default_factory=list)
+    trackers: list[Any] = field(default_factory=list)
+
+    @property
+    def fixed_noise(self) -> torch.Tensor:
+        return self.run_state.fixed_noise
 
     @property
     def sampler_net(self) -> nn.Module:
         """The generator that draws snapshots and is evaluated: the EMA one when there is one."""
         return self.ema.ema_model if self.ema is not None else self.gan.netG
 
+    def close(self) -> None:
+        """The history file and the trackers, at the end of a run however it ends."""
+        if self.history is not None:
+            self.history.close()
+        for tracker in self.trackers:
+            tracker.close()
+
 
 def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     """Attach every handler of the run, in firing order (see the module docstring)."""
+    trainer.register_events(*RunEvents)
+    resume.attach(trainer, ctx.run_state)
     trainer.add_event_handler(Events.STARTED, init_weights, ctx)
-    trainer.add_event_handler(Events.EPOCH_STARTED, set_data_order)
     timer = Timer(average=False)
     timer.attach(trainer, start=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED)
     epoch_end = EpochEnd(ctx, timer)
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
-    trainer.add_event_handler(Events.STARTED, restore_rng_at_the_first_iteration, ctx)
 
     if ctx.cfg.lr_decay == "cosine":
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, nan_guard)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_on_nan)
     if ctx.ema is not None:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, set_ema_momentum, ctx.cfg)
         ctx.ema.attach(trainer, name="ema_momentum", warn_if_exists=False)
@@ -106,7 +110,6 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
         RunningAverage(output_transform=lambda out, k=key: out[k]).attach(trainer, key)
     if ctx.is_writer:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, store_losses, ctx.history)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, mark_completed)
     if ctx.cfg.checkpoint_every:
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=ctx.cfg.checkpoint_every),
                                   mid_epoch_checkpoint, ctx, timer)
@@ -115,8 +118,8 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
                                   snapshot, ctx)
         if ctx.cfg.progress:
             ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
-        for run_logger in ctx.loggers:
-            run_logger.attach(trainer)
+        for tracker in ctx.trackers:
+            tracker.attach(trainer)
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_end)
     trainer.add_event_handler(Events.EXCEPTION_RAISED, on_exception, ctx, timer)
@@ -178,34 +181,11 @@ def decay_lr(engine: Engine, ctx: RunContext) -> None:
             group["lr"] = base * factor
 
 
-def restore_rng_at_the_first_iteration(engine: Engine, ctx: RunContext) -> None:
-    """A resumed run makes its data iterator after the checkpoint's RNG state was restored, and
-    a DataLoader's new iterator draws from that RNG (to seed its workers). The stopped run drew
-    there too only at an epoch end, and only if its loader makes a new iterator every epoch
-    (no persistent workers); otherwise the state is set again just before the first iteration,
-    so the resumed run draws the noise an uninterrupted one does."""
-    loader = engine.state.dataloader
-    new_iterator_each_epoch = isinstance(loader, DataLoader) and not loader.persistent_workers
-    at_epoch_end = engine.state.iteration % engine.state.epoch_length == 0
-    if ctx.run_state.loaded_rng and not (at_epoch_end and new_iterator_each_epoch):
-        engine.add_event_handler(Events.ITERATION_STARTED(once=engine.state.iteration + 1),
-                                 lambda _: restore_rng(ctx.run_state.loaded_rng))
-
-
-def set_data_order(engine: Engine) -> None:
-    """Each epoch's order depends on (seed, epoch) only, so a resumed epoch replays exactly; a
-    run resumed inside an epoch starts at the first batch it had not trained on."""
-    loader = engine.state.dataloader
-    sampler = getattr(loader, "sampler", None)
-    if hasattr(sampler, "set_epoch"):
-        done = engine.state.iteration % engine.state.epoch_length
-        sampler.set_epoch(engine.state.epoch - 1, skip=done * loader.batch_size)
-
-
-def nan_guard(engine: Engine) -> None:
+def stop_on_nan(engine: Engine) -> None:
     """Stop at the first NaN or infinite loss, before anything of the iteration is recorded or
-    drawn. With several processes all ranks decide together (one would otherwise wait for the
-    others in the next all-reduce for ever)."""
+    drawn. Not ignite's TerminateOnNan: it stops only the rank that saw the NaN (the others
+    would wait in the next all-reduce for ever) and then fires COMPLETED, which would draw the
+    final snapshot from the broken generator; here all ranks decide together and raise."""
     bad = not all(math.isfinite(v) for v in engine.state.output.values())
     if idist.get_world_size() > 1:
         bad = bool(idist.all_reduce(torch.tensor(float(bad), device=idist.device())).item())
@@ -221,26 +201,18 @@ def store_losses(engine: Engine, history: History) -> None:
                     "epoch": engine.state.epoch, **engine.state.output})
 
 
-def mark_completed(engine: Engine) -> None:
-    """The last finished iteration and the RNG states a resumed run continues with from there
-    (an interruption inside the next iteration is labelled with this one)."""
-    engine.state.completed_iteration = engine.state.iteration
-    engine.state.completed_rng = capture_rng()
-
-
 def mid_epoch_checkpoint(engine: Engine, ctx: RunContext, timer: Timer) -> None:
     """``--checkpoint-every``: the state Ctrl-C would save, inside an epoch, so a SIGKILL or a
     power loss costs at most that many iterations instead of the epoch. An epoch's last
     iteration is left to the epoch end's checkpoint, which also holds the epoch's record."""
     if engine.state.iteration % engine.state.epoch_length == 0:
         return
-    ctx.run_state.rng_states = gather_rng()  # every rank
-    ctx.run_state.epoch_seconds = timer.value()
+    ctx.run_state.before_save(engine, timer.value(), every_rank=True)
     if ctx.is_writer:
-        save_at(ctx.regular, engine)
+        ctx.regular(engine)
 
 
-def save_grid(netG: nn.Module, noise: torch.Tensor, path) -> None:
+def save_grid(netG: nn.Module, noise: torch.Tensor, path: Path) -> None:
     """The 8x8 grid of G(noise), G in eval mode, as a PNG written atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     images = sample(netG, noise)
@@ -257,27 +229,20 @@ def final_snapshot(engine: Engine, ctx: RunContext) -> None:
         save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.final_snapshot)
 
 
-def save_at(checkpointer: Checkpoint, engine: Engine) -> None:
-    """Save at the engine's iteration. A file already saved for this iteration is replaced
-    atomically instead of being deleted first (ignite's default), so no moment is without it."""
-    suffix = f"_{engine.state.iteration}.pt"
-    kept = [(p, f) for p, f in checkpointer.state_dict()["_saved"] if not f.endswith(suffix)]
-    checkpointer.load_state_dict({"_saved": kept})
-    checkpointer(engine)
-
-
-def _latest_saved(checkpointer: Checkpoint) -> int:
-    return max((p for p, _ in checkpointer.state_dict()["_saved"]), default=0)
+def saved_iteration(checkpointer: Checkpoint) -> int:
+    """The iteration of the checkpointer's latest file (0 before the first)."""
+    last = checkpointer.last_checkpoint
+    return iteration_of(Path(last).name) if last is not None else 0
 
 
 class PlotExport:
     """Redraws the run's plots at epoch ends, spending at most ``share`` of the run's time on them.
 
-    A redraw costs seconds (matplotlib, the GIF of every snapshot), as much as a third of a short
-    epoch (the CPU demo's 10-s epochs spent ~20 % of their time on plots), so after each redraw
-    the next one waits until ``(1 - share) / share`` times its cost has passed. Epochs longer
-    than that (real data sets) are all drawn. An epoch with a new FID/IS point and the last
-    epoch are always drawn, and ``scripts/plot_metrics.py RUN`` redraws a run at any time."""
+    A redraw costs seconds (matplotlib, the GIF of every snapshot), a large part of a short
+    CPU epoch, so after each redraw the next one waits until ``(1 - share) / share`` times its
+    cost has passed. Epochs longer than that (real data sets) are all drawn. An epoch with a
+    new FID/IS point and the last epoch are always drawn, and ``animegan-plot RUN`` redraws a
+    run at any time."""
 
     def __init__(self, run_root: Path, share: float = 0.1,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -296,7 +261,8 @@ class PlotExport:
 
 
 class EpochEnd:
-    """evaluate -> history record -> best checkpoint -> regular checkpoint -> plots, log line."""
+    """evaluate -> history record -> best checkpoint -> regular checkpoint -> EPOCH_RECORDED ->
+    plots, log line."""
 
     def __init__(self, ctx: RunContext, timer: Timer) -> None:
         self.ctx, self.timer = ctx, timer
@@ -310,21 +276,19 @@ class EpochEnd:
         ctx, epoch = self.ctx, engine.state.epoch
         seconds = self.timer.value() if train_seconds is None else train_seconds
         result = ctx.evaluator(ctx.sampler_net) if self.due(epoch) else None  # every rank
-        if result is not None:
-            engine.state.metrics["fid"] = result.fid
-        ctx.run_state.rng_states = gather_rng()  # every rank
-        ctx.run_state.epoch_seconds = seconds
+        ctx.run_state.before_save(engine, seconds, every_rank=True)
         if not ctx.is_writer:
             return
         record = self.record(engine, seconds, result)
         ctx.history.append(record)
-        if result is not None and ctx.best is not None:
-            save_at(ctx.best, engine)
-        save_at(ctx.regular, engine)
-        for run_logger in ctx.loggers:
-            run_logger.log_epoch(record)
+        if result is not None:
+            engine.state.metrics["best_score"] = best_score(record)
+            ctx.best(engine)
+        ctx.regular(engine)
+        engine.state.epoch_record = record
+        engine.fire_event(RunEvents.EPOCH_RECORDED)
         self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
-        logger.info("%s", _epoch_line(record, ctx.cfg.epochs))
+        logger.info("%s", epoch_line(record, ctx.cfg.epochs))
 
     def record(self, engine: Engine, seconds: float, result: EvalResult | None) -> dict[str, Any]:
         epoch = engine.state.epoch
@@ -333,7 +297,12 @@ class EpochEnd:
                 **(result.to_dict() if result is not None else {})}
 
 
-def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+def best_score(record: dict[str, Any]) -> float:
+    """What marks the best checkpoint: higher is better, so the negated FID."""
+    return -record["fid"]
+
+
+def epoch_line(record: dict[str, Any], epochs: int) -> str:
     line = (f"epoch {record['epoch']}/{epochs}: Loss_D {record['loss_d']:.4f}  "
             f"Loss_G {record['loss_g']:.4f}")
     timing = f"train {record['train_seconds']:.1f} s"
@@ -362,23 +331,19 @@ def finish_interrupted_epoch_end(engine: Engine, ctx: RunContext, epoch_end: Epo
 
 
 def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer) -> None:
-    """ignite calls this instead of raising. On Ctrl-C, SIGTERM or a crash: save what there is, then
-    re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the last
-    finished (and recorded) one: the checkpoint is labelled with the finished one, with the RNG
-    states of that moment, so the resumed run redoes the unfinished iteration and the history
-    stays continuous. A divergence saves nothing (the weights are broken), nor does a write
-    that failed (a full disk would fail again; the last complete checkpoint stays the latest)."""
+    """ignite calls this instead of raising. On Ctrl-C, SIGTERM or a crash: save what there is,
+    then re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the
+    last finished (and recorded) one: the checkpoint is labelled with the finished one, with
+    the RNG states of that moment, so the resumed run redoes the unfinished iteration and the
+    history stays continuous. A divergence saves nothing (the weights are broken), nor does a
+    write that failed (a full disk would fail again; the last complete checkpoint stays)."""
     if is_write_failure(e):
         raise e
     if ctx.is_writer and not isinstance(e, Diverged):
         engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)
-        if engine.state.iteration > _latest_saved(ctx.regular):
-            # Other ranks' states cannot be collected here (they may be inside a collective).
-            rng = getattr(engine.state, "completed_rng", None) or capture_rng()
-            ctx.run_state.rng_states = [rng] + [None] * (idist.get_world_size() - 1)
-            ctx.run_state.epoch_seconds = timer.value()
+        if engine.state.iteration > saved_iteration(ctx.regular):
+            ctx.run_state.before_save(engine, timer.value(), every_rank=False)
             ctx.regular(engine)
     if ctx.is_writer:
         export_plots(ctx.run.root)
     raise e
-

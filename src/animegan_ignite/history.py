@@ -28,9 +28,11 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line cut short by a crash
+        if isinstance(record, dict):  # anything else was not written by a run
+            records.append(record)
     return records
 
 
@@ -60,10 +62,9 @@ class History:
         iters = [r for r in self.records() if r.get("kind") == "iteration" and r["epoch"] == epoch]
         return {k: sum(r[k] for r in iters) / max(len(iters), 1) for k in ("loss_d", "loss_g")}
 
-    def fids(self) -> dict[int, float]:
-        """iteration -> FID of every evaluated epoch."""
-        return {r["iteration"]: r["fid"] for r in self.records()
-                if r.get("kind") == "epoch" and r.get("fid") is not None}
+    def evaluated(self) -> list[dict[str, Any]]:
+        """The records of the evaluated epochs."""
+        return [r for r in self.records() if r.get("kind") == "epoch" and r.get("fid") is not None]
 
     def truncate_after(self, iteration: int) -> None:
         """Keep only records up to ``iteration``: what a resumed run will redo is dropped, so

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-from .cli import UserError
+from .errors import UserError
 
 logger = logging.getLogger(__name__)
 

@@ -32,6 +32,12 @@ class FeatureStats:
         return cls(0, torch.zeros(dim, dtype=torch.float64, device=device),
                    torch.zeros(dim, dim, dtype=torch.float64, device=device))
 
+    @classmethod
+    def of(cls, features: torch.Tensor) -> FeatureStats:
+        stats = cls.empty(features.shape[1], features.device)
+        stats.update(features)
+        return stats
+
     def update(self, features: torch.Tensor) -> None:
         f = features.to(self.total.device, torch.float64)
         self.n += f.shape[0]

@@ -33,7 +33,8 @@ from typing import IO, Any
 
 from filelock import FileLock, Timeout
 
-from .cli import UserError, check_output_path, free_bytes
+from .errors import UserError, free_bytes
+from .paths import check_output_path
 
 CHECKPOINT_DIR = "checkpoints"
 _REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
@@ -87,6 +88,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def iteration_of(checkpoint_name: str) -> int:
+    """The iteration in a checkpoint's file name (``checkpoint_780.pt`` -> 780)."""
+    return int(re.search(r"_(\d+)\.pt$", checkpoint_name).group(1))
 
 
 def _numbered(folder: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:

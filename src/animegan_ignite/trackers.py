@@ -1,16 +1,13 @@
-"""Experiment trackers (``--logger tensorboard,wandb,mlflow``) through ignite's own loggers:
-``TensorboardLogger``, ``WandBLogger`` and ``MLflowLogger``. Each gets the run's config as
-parameters, the losses and D outputs every iteration (``train/…``), each epoch record's numbers
-(``epoch/fid``, ``epoch/is_mean``, timings, …), the fixed-noise grid as an image every
-``--snapshot-every`` iterations, and at the end the latest checkpoint and the summary figure as
-artifacts where the tracker has them. Only rank 0 creates one.
-
-Each tracker is an optional extra; :func:`missing_extra` names the install command.
+"""Experiment trackers (``--logger tensorboard,wandb,mlflow``) through ignite's own loggers and
+their ``attach_output_handler``: the run's settings as parameters, the losses and D outputs every
+iteration (``train/...``), each epoch record's numbers at its last iteration (``epoch/...``), the
+fixed-noise grid as an image every ``--snapshot-every`` iterations, and at the end the latest
+checkpoint and the summary figure as artifacts where the tracker keeps files. Only rank 0
+creates one. Each tracker is an optional extra (config.TRACKER_MODULES).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -19,27 +16,21 @@ from typing import Any
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
+from ignite.handlers import global_step_from_engine
 from torchvision.utils import make_grid
 
-from .engine import OUTPUT_KEYS
+from .handlers import RunEvents
 from .models import sample
 from .rundir import RunDir
 
 EPOCH_KEYS = ("fid", "is_mean", "is_std", "loss_d", "loss_g", "train_seconds", "eval_seconds")
-MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
-           "mlflow": ("mlflow",)}
 PROJECT = "animegan-ignite"
 
 
-def missing_extra(name: str) -> str | None:
-    """Why tracker ``name`` cannot be used here (its package is not installed), or None."""
-    if any(importlib.util.find_spec(m) is not None for m in MODULES[name]):
-        return None
-    return f'--logger {name} needs the {MODULES[name][0]} package: pip install -e ".[{name}]"'
-
-
 class Tracker:
-    """What every tracker logs and when; subclasses say how."""
+    """What every tracker logs and when; subclasses say how (``logger`` is ignite's)."""
+
+    logger: Any
 
     def __init__(self, run: RunDir, netG: torch.nn.Module, fixed_noise: torch.Tensor,
                  snapshot_every: int) -> None:
@@ -47,23 +38,21 @@ class Tracker:
         self.snapshot_every = snapshot_every
 
     def attach(self, trainer: Engine) -> None:
-        trainer.add_event_handler(Events.ITERATION_COMPLETED, self._log_outputs)
+        self.logger.attach_output_handler(trainer, event_name=Events.ITERATION_COMPLETED,
+                                          tag="train", output_transform=lambda out: out)
+        self.logger.attach_output_handler(
+            trainer, event_name=RunEvents.EPOCH_RECORDED, tag="epoch",
+            output_transform=lambda _: epoch_numbers(trainer.state.epoch_record),
+            global_step_transform=global_step_from_engine(trainer, Events.ITERATION_COMPLETED))
         trainer.add_event_handler(Events.ITERATION_COMPLETED(every=self.snapshot_every),
                                   self._log_snapshot)
 
-    def _log_outputs(self, engine: Engine) -> None:
-        self.log_scalars({f"train/{k}": engine.state.output[k] for k in OUTPUT_KEYS},
-                         engine.state.iteration)
-
     def _log_snapshot(self, engine: Engine) -> None:
+        """ignite's loggers have no handler for an image of the model's samples: each says how."""
         grid = make_grid(sample(self.netG, self.fixed_noise), nrow=8, normalize=True,
                          value_range=(-1, 1))
         image = (grid.permute(1, 2, 0) * 255).round().byte().numpy()
         self.log_image("fixed_noise", image, engine.state.iteration)
-
-    def log_epoch(self, record: dict[str, Any]) -> None:
-        self.log_scalars({f"epoch/{k}": record[k] for k in EPOCH_KEYS if record.get(k) is not None},
-                         record["iteration"])
 
     def close(self) -> None:
         """The run's results as artifacts, then the tracker's own end."""
@@ -71,10 +60,7 @@ class Tracker:
         files = [found[-1][1]] if found else []
         summary = self.run.plots / "summary.png"
         self.log_files([*files, *([summary] if summary.is_file() else [])])
-        self.finish()
-
-    def log_scalars(self, values: dict[str, float], step: int) -> None:
-        raise NotImplementedError
+        self.logger.close()
 
     def log_image(self, key: str, image: np.ndarray, step: int) -> None:
         raise NotImplementedError
@@ -82,8 +68,9 @@ class Tracker:
     def log_files(self, paths: list[Path]) -> None:
         """Artifacts; trackers without them keep nothing."""
 
-    def finish(self) -> None:
-        raise NotImplementedError
+
+def epoch_numbers(record: dict[str, Any]) -> dict[str, float]:
+    return {k: record[k] for k in EPOCH_KEYS if record.get(k) is not None}
 
 
 class TensorboardTracker(Tracker):
@@ -96,15 +83,8 @@ class TensorboardTracker(Tracker):
         self.logger = TensorboardLogger(log_dir=str(self.run.tensorboard))
         self.logger.writer.add_text("config", f"```\n{json.dumps(config, indent=2)}\n```")
 
-    def log_scalars(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            self.logger.writer.add_scalar(key, value, step)
-
     def log_image(self, key: str, image: np.ndarray, step: int) -> None:
         self.logger.writer.add_image(key, image, step, dataformats="HWC")
-
-    def finish(self) -> None:
-        self.logger.close()
 
 
 class WandbTracker(Tracker):
@@ -120,9 +100,6 @@ class WandbTracker(Tracker):
                                   name=self.run.root.name, group=self.run.root.name,
                                   dir=str(self.run.root), config=config)
 
-    def log_scalars(self, values: dict[str, float], step: int) -> None:
-        self.logger.log(values, step=step)
-
     def log_image(self, key: str, image: np.ndarray, step: int) -> None:
         self.logger.log({key: self.logger.Image(image)}, step=step)
 
@@ -133,14 +110,12 @@ class WandbTracker(Tracker):
                 artifact.add_file(str(path))
             self.logger.log_artifact(artifact)
 
-    def finish(self) -> None:
-        self.logger.close()
-
 
 class MlflowTracker(Tracker):
     """An MLflow run in experiment animegan-ignite at ``$MLFLOW_TRACKING_URI``, or by default
     in a local file store ``RUN_DIR/mlruns`` (MLflow keeps file stores in maintenance mode;
-    this opts in to one, as the run folder is where a run's files live)."""
+    this opts in to one, as the run folder is where a run's files live). ignite's MLflow
+    handler names metrics ``"train loss_d"``, ``"epoch fid"`` (its tag and name, space-joined)."""
 
     def __init__(self, config: dict[str, Any], *args: Any) -> None:
         super().__init__(*args)
@@ -156,18 +131,12 @@ class MlflowTracker(Tracker):
         self.logger.set_tag("mlflow.runName", self.run.root.name)
         self.logger.log_params({k: str(v) for k, v in config.items()})
 
-    def log_scalars(self, values: dict[str, float], step: int) -> None:
-        self.logger.log_metrics(values, step=step)
-
     def log_image(self, key: str, image: np.ndarray, step: int) -> None:
         self.logger.log_image(image, key=key, step=step)
 
     def log_files(self, paths: list[Path]) -> None:
         for path in paths:
             self.logger.log_artifact(str(path))
-
-    def finish(self) -> None:
-        self.logger.close()
 
 
 TRACKERS = {"tensorboard": TensorboardTracker, "wandb": WandbTracker, "mlflow": MlflowTracker}

@@ -33,14 +33,16 @@ class GAN:
 
 
 def build_gan(nz: int, ngf: int, ndf: int, lr: float, beta1: float, device: torch.device,
-              sync_bn: bool = False, lr_d: float | None = None, spectral_norm: bool = False) -> GAN:
+              sync_bn: bool = False, lr_d: float | None = None, spectral_norm: bool = False,
+              channels_last: bool = False) -> GAN:
     """G and D with Adam(betas=(beta1, 0.999)): G at ``lr``, D at ``lr_d`` (default ``lr``; two
     rates are the TTUR of Heusel et al., 2017). With several processes the models go through
     ``idist.auto_model`` (DistributedDataParallel, optionally SyncBatchNorm); with one, they stay
     plain modules on ``device`` (auto_model would also move them to the GPU when the user asked
     for the CPU, and wrap them in DataParallel on a multi-GPU machine)."""
-    netG = Generator(nz, ngf).to(device)
-    netD = Discriminator(ndf, spectral_norm=spectral_norm).to(device)
+    fmt = torch.channels_last if channels_last else torch.preserve_format
+    netG = Generator(nz, ngf).to(device, memory_format=fmt)
+    netD = Discriminator(ndf, spectral_norm=spectral_norm).to(device, memory_format=fmt)
     if idist.get_world_size() > 1:
         netG, netD = idist.auto_model(netG, sync_bn=sync_bn), idist.auto_model(netD, sync_bn=sync_bn)
     optG = idist.auto_optim(torch.optim.Adam(netG.parameters(), lr=lr, betas=(beta1, 0.999)))
@@ -95,8 +97,8 @@ def make_scalers(gan: GAN, precision: str) -> tuple[torch.amp.GradScaler, torch.
 def frozen(net: nn.Module) -> Iterator[None]:
     """D as G's step uses it: gradients flow through it to G, but none are computed for its own
     weights (D's next step would zero them unused) and, under DDP, none are all-reduced. As in
-    StyleGAN2-ADA; 1.09x (demo) to 1.13x (full size) the steps per second on a 2-core CPU, and
-    bit-identical losses (``python scripts/benchmark_step.py``)."""
+    StyleGAN2-ADA. Bit-identical losses, fewer operations (``scripts/benchmark.py`` measures
+    it against the trainable-D step)."""
     params = [p for p in net.parameters() if p.requires_grad]
     for p in params:
         p.requires_grad_(False)

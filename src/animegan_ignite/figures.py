@@ -1,8 +1,8 @@
 """Every figure of a run, drawn from what the run saved (history, snapshots, checkpoints), with
 matplotlib's object-oriented ``Figure`` API, which renders with the Agg backend and
 never touches pyplot's global state or a screen. Used by the trainer at each epoch end and by
-``python scripts/plot_metrics.py RUN_DIR``; works on runs in progress, resumed runs and runs
-with no metrics yet (it draws what there is and lists what is missing).
+``animegan-plot RUN_DIR``; works on runs in progress, resumed runs and runs with no metrics yet
+(it draws what there is and lists what is missing).
 
 Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
 ``d_outputs.png``, ``metrics.png``, ``real_vs_fake.png``, ``training.gif``, ``summary.png``.
@@ -11,7 +11,6 @@ Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
 from __future__ import annotations
 
 import logging
-import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
-from .checkpoint import CheckpointError, load_checkpoint, load_generator
-from .cli import OneLineErrorParser, UserError, check_output_path, run_command
+from .checkpoints import CheckpointError, load_checkpoint, load_generator
 from .history import read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write
@@ -249,29 +247,3 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     draw_summary(out / "summary.png", iters, epochs, real, fakes)
     report.written.append(out / "summary.png")
     return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``animegan-plot RUN_DIR [--out DIR]`` (also ``python scripts/plot_metrics.py``); returns
-    the exit status."""
-    p = OneLineErrorParser(description="Redraw every plot of a run from its saved files.")
-    p.add_argument("run_dir", help="a run directory (holds config.json / history.jsonl)")
-    p.add_argument("--out", help="output folder (default RUN_DIR/plots)")
-    args = p.parse_args(argv)
-    return run_command(lambda: redraw(args.run_dir, args.out))
-
-
-def redraw(run_dir: str, out: str | None) -> None:
-    if not Path(run_dir).is_dir() or not RunDir(run_dir).is_run():
-        raise UserError(f"{run_dir} is not a run directory (no config.json, history.jsonl or "
-                        "checkpoints/)")
-    check_output_path(out or RunDir(run_dir).plots, "--out", folder=True)
-    report = export_plots(run_dir, out)
-    for path in report.written:
-        print(f"wrote {path}")
-    for what in report.missing:
-        print(f"missing {what}")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,309 @@
+"""How good the faces are: FID and IS of a generator against held-out real faces, from one
+Inception pass per generated image.
+
+- The evaluator is an ignite ``Engine`` over batches of fixed latents: its step draws G(z) (G
+  in eval mode: each image depends only on its own latent) and embeds them; an
+  :class:`Embeddings` metric keeps every image's features and logits (gathered in rank order on
+  every rank), and ``MetricsLambda``s compute FID and IS from them.
+- The held-out real faces' features are embedded once and cached on disk, keyed by exactly
+  which files they are, the backbone and the resize rule; every later epoch, resumed run and
+  later run on the same data reuses them. Rank 0 decides whether the cache holds them and the
+  others follow (ranks that decided differently would wait for each other for ever).
+- With several processes each embeds a contiguous block of the images; the result equals the
+  single-process one on the same images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import numpy as np
+import torch
+from ignite.engine import Engine
+from ignite.handlers import ProgressBar, Timer
+from ignite.metrics import Metric, MetricsLambda
+from ignite.metrics.metric import reinit__is_reduced
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .inception import NUM_FEATURES, Backbone, BackboneChoice
+from .metrics import FeatureStats, fid_from_stats, inception_score
+from .models import eval_mode
+from .rundir import atomic_write
+
+logger = logging.getLogger("animegan_ignite")
+RESIZE_RULE = "tf1-bilinear-299"
+IS_SPLITS = 10
+
+
+@dataclass
+class EvalResult:
+    """One evaluation, as stored in the history's epoch record."""
+
+    fid: float
+    is_mean: float | None
+    is_std: float | None
+    num_generated: int
+    num_real: int
+    eval_seconds: float
+    inception_images: int  # images this evaluation passed through Inception (all processes)
+    fid_backbone: str
+    is_backbone: str | None
+    is_unavailable: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float images to uint8, as saving them to PNG would (reals round-trip exactly)."""
+    return ((images.float() + 1) * 127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def rank_block(n: int, rank: int, world: int) -> range:
+    """The contiguous share of ``range(n)`` that process ``rank`` of ``world`` handles."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return range(start, start + base + (rank < extra))
+
+
+class Embeddings(Metric):
+    """Every image's pool3 features (float32) and, with a classifier, logits (float64), in the
+    order of the images, on every rank: the input of every score. Computed once per run of
+    the engine, however many scores read it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self._cached: dict[str, torch.Tensor | None] | None = None
+        super().__init__(output_transform=lambda out: out, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._features: list[torch.Tensor] = []
+        self._logits: list[torch.Tensor] = []
+        self._cached = None
+
+    @reinit__is_reduced
+    def update(self, output: tuple[torch.Tensor, torch.Tensor | None]) -> None:
+        features, logits = output
+        self._features.append(features.float())
+        if logits is not None:
+            self._logits.append(logits.double())
+
+    def compute(self) -> dict[str, torch.Tensor | None]:
+        if self._cached is None:
+            features = _gather_rows(torch.cat(self._features) if self._features else
+                                    torch.zeros(0, NUM_FEATURES, device=self._device))
+            logits = _gather_rows(torch.cat(self._logits)) if self._logits else None
+            self._cached = {"features": features, "logits": logits}
+        return self._cached
+
+
+def _gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows in rank order (ranks may hold different row counts)."""
+    if idist.get_world_size() == 1:
+        return x
+    counts = idist.all_gather(torch.tensor([x.shape[0]], device=x.device)).tolist()
+    shapes = [[c, *x.shape[1:]] for c in counts]
+    return torch.cat(idist.all_gather_tensors_with_shapes(x.contiguous(), shapes))
+
+
+class RealFeatures:
+    """The held-out real images' features and their mean and covariance. From a pytorch-fid
+    statistics file only ``mu``/``sigma``/``n`` are known (``features`` is None)."""
+
+    def __init__(self, features: torch.Tensor | None, mu: np.ndarray | None = None,
+                 sigma: np.ndarray | None = None, n: int | None = None) -> None:
+        self.features = features
+        if mu is None:
+            mu, sigma = FeatureStats.of(features).mean_cov()
+        self.mu, self.sigma = mu, sigma
+        self.n = features.shape[0] if n is None else n
+
+    def save_stats(self, path: str | Path, backbone: str) -> None:
+        """As pytorch-fid writes statistics (``mu``, ``sigma``), plus ``n`` and the backbone."""
+        atomic_write(path, lambda f: np.savez(f, mu=self.mu, sigma=self.sigma, n=self.n,
+                                              backbone=backbone))
+
+    @classmethod
+    def from_stats_file(cls, path: str | Path) -> RealFeatures:
+        """Statistics in pytorch-fid's ``.npz`` format (``mu``, ``sigma``; ``n`` if present).
+        Raises ValueError for a file that is not one."""
+        with np.load(path) as z:
+            if "mu" not in z or "sigma" not in z:
+                raise ValueError(f"it holds {sorted(z.files)}, not mu and sigma")
+            mu, sigma = z["mu"].astype(np.float64), z["sigma"].astype(np.float64)
+            n = int(z["n"]) if "n" in z else 0
+        if mu.shape != (NUM_FEATURES,) or sigma.shape != (NUM_FEATURES, NUM_FEATURES):
+            raise ValueError(f"mu {mu.shape} / sigma {sigma.shape} are not 2048-d pool3 statistics")
+        return cls(None, mu, sigma, n)
+
+    @staticmethod
+    def cache_path(cache_dir: Path, dataset: Dataset, backbone: Backbone, image_size: int) -> Path:
+        key = _digest([dataset_fingerprint(dataset), backbone.name, RESIZE_RULE, image_size])
+        return Path(cache_dir) / "real_features" / f"{key}.pt"
+
+    @classmethod
+    def load_or_compute(cls, dataset: Dataset, backbone: Backbone, device: torch.device,
+                        cache_dir: Path | None, batch_size: int = 100,
+                        progress: bool = False, image_size: int = 64) -> RealFeatures:
+        """From the cache when it holds this exact subset and backbone; else embed the images
+        (each exactly once, spread over the processes) and write the cache (rank 0)."""
+        path = cls.cache_path(cache_dir, dataset, backbone, image_size) if cache_dir else None
+        features = _read_cache(path) if path is not None and idist.get_rank() == 0 else None
+        if idist.get_world_size() > 1 and idist.broadcast(int(features is not None), src=0):
+            features = idist.broadcast(None if features is None else features.to(idist.device()),
+                                       src=0, safe_mode=True)
+        if features is None:
+            features = embed_dataset(dataset, backbone, device, batch_size, progress,
+                                     "embedding held-out real images (once)")["features"].cpu()
+            if path is not None and idist.get_rank() == 0:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, lambda f: torch.save(features, f))
+        return cls(features.cpu())
+
+
+def _read_cache(path: Path) -> torch.Tensor | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:  # a damaged cache file is recomputed, never trusted
+        logger.warning("ignoring a damaged real-features cache file %s", path)
+        return None
+
+
+def dataset_fingerprint(dataset: Dataset) -> str:
+    """A description of exactly which images a (subset of a) data set holds: file paths,
+    sizes and modification times, or the synthetic set's parameters."""
+    indices: list[int] | None = None
+    if isinstance(dataset, Subset):
+        indices, dataset = list(dataset.indices), dataset.dataset
+    if getattr(dataset, "files", None):  # a folder's images (the drawn demo faces have none)
+        files = dataset.files if indices is None else [dataset.files[i] for i in indices]
+        items = [(str(Path(f).resolve()), *_size_mtime(f)) for f in files]
+        return _digest(["files", items])
+    return _digest([type(dataset).__name__, getattr(dataset, "seed", None),
+                    getattr(dataset, "size", len(dataset)), indices])
+
+
+def _size_mtime(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def embedding_engine(backbone: Backbone, draw: Callable[[Any], torch.Tensor],
+                     device: torch.device, progress: bool = False, desc: str = ""
+                     ) -> tuple[Engine, Embeddings]:
+    """An Engine whose step draws a batch of images in [-1, 1] (``draw``) and embeds them
+    once, and the :class:`Embeddings` metric attached to it."""
+
+    def step(engine: Engine, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return backbone.embed(to_uint8(draw(batch)).to(device))
+
+    engine = Engine(step)
+    engine.logger.setLevel(logging.WARNING)  # ignite's per-run INFO lines are noise here
+    embeddings = Embeddings(device)
+    embeddings.attach(engine, "embeddings")
+    if progress and idist.get_rank() == 0:
+        ProgressBar(desc=desc, persist=False).attach(engine)
+    return engine, embeddings
+
+
+def embed_dataset(dataset: Dataset, backbone: Backbone, device: torch.device, batch_size: int,
+                  progress: bool = False, desc: str = "embedding images") -> dict[str, Any]:
+    """Every image of ``dataset`` (``(image in [-1, 1], label)`` pairs) embedded once, this
+    process's contiguous share of them; features and logits of all of them, in order."""
+    share = Subset(dataset, list(rank_block(len(dataset), idist.get_rank(), idist.get_world_size())))
+    # Its own generator: a DataLoader draws a seed when iterated, and drawing it from the global
+    # RNG would make training depend on whether the real features came from the cache.
+    loader = DataLoader(share, batch_size=batch_size, shuffle=False, num_workers=0,
+                        generator=torch.Generator())
+    engine, _ = embedding_engine(backbone, lambda batch: batch[0], device, progress, desc)
+    return engine.run(loader, max_epochs=1).metrics["embeddings"]
+
+
+def latent_batches(latents: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """This process's contiguous block of ``latents``, in batches."""
+    block = rank_block(latents.shape[0], idist.get_rank(), idist.get_world_size())
+    return [latents[i:min(i + batch_size, block.stop)] for i in range(block.start, block.stop,
+                                                                       batch_size)]
+
+
+def embed_generator(netG: nn.Module, latents: torch.Tensor, backbone: Backbone,
+                    device: torch.device, batch_size: int, progress: bool = False,
+                    desc: str = "embedding generated images") -> dict[str, Any]:
+    """G(latents) in batches, G in eval mode, each image embedded once: features and logits
+    of all of them, in order (this process draws its contiguous block of the latents)."""
+    with eval_mode(netG) as g:
+        engine, _ = embedding_engine(backbone, lambda z: g(z.to(device)), device, progress, desc)
+        return engine.run(latent_batches(latents, batch_size), max_epochs=1).metrics["embeddings"]
+
+
+def fid_of(features: torch.Tensor, real: RealFeatures) -> float:
+    mu, sigma = FeatureStats.of(features).mean_cov()
+    return fid_from_stats(mu, sigma, real.mu, real.sigma)
+
+
+class Evaluator:
+    """The per-epoch evaluator: an Engine over the fixed latents' batches whose metrics are
+    FID against the held-out real features (loaded from the cache or embedded at the first
+    call) and, where the backbone has its classifier, IS."""
+
+    def __init__(self, choice: BackboneChoice, real_set: Dataset, latents: torch.Tensor,
+                 device: torch.device, cache_dir: Path | None = None, batch_size: int = 100,
+                 progress: bool = False) -> None:
+        self.backbone, self.is_unavailable = choice.backbone, choice.is_unavailable
+        self.real_set, self.latents, self.device = real_set, latents, device
+        self.cache_dir, self.batch_size, self.progress = cache_dir, batch_size, progress
+        self._real: RealFeatures | None = None
+        self._netG: nn.Module | None = None
+        self.engine, embeddings = embedding_engine(
+            self.backbone, lambda z: self._netG(z.to(device)), device, progress,
+            "evaluating FID/IS")
+        MetricsLambda(lambda e: fid_of(e["features"], self.real), embeddings).attach(
+            self.engine, "fid")
+        if self.backbone.has_logits:
+            MetricsLambda(lambda e: inception_score(e["logits"].cpu(), IS_SPLITS),
+                          embeddings).attach(self.engine, "is")
+
+    @property
+    def real(self) -> RealFeatures:
+        if self._real is None:
+            self._real = RealFeatures.load_or_compute(self.real_set, self.backbone, self.device,
+                                                      self.cache_dir, self.batch_size,
+                                                      self.progress)
+        return self._real
+
+    def __call__(self, netG: nn.Module) -> EvalResult:
+        timer, seen = Timer(), self.backbone.images_seen
+        real = self.real
+        with eval_mode(netG) as g:
+            self._netG = g
+            metrics = self.engine.run(latent_batches(self.latents, self.batch_size),
+                                      max_epochs=1).metrics
+        is_mean, is_std = metrics.get("is", (None, None))
+        return EvalResult(
+            fid=metrics["fid"], is_mean=is_mean, is_std=is_std,
+            num_generated=self.latents.shape[0], num_real=real.n,
+            eval_seconds=round(timer.value(), 3),
+            inception_images=int(idist.all_reduce(self.backbone.images_seen - seen)),
+            fid_backbone=self.backbone.name,
+            is_backbone=self.backbone.name if self.backbone.has_logits else None,
+            is_unavailable=self.is_unavailable)
+
+
+def eval_latents(n: int, nz: int, seed: int) -> torch.Tensor:
+    """The fixed latents of the evaluation set (a stream separate from training's)."""
+    return torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1_000_003))

@@ -1,0 +1,199 @@
+"""Exact resume: a run stopped anywhere and resumed ends where an uninterrupted run ends.
+
+What a checkpoint needs beyond the models, optimizers, GradScalers and EMA (which are
+``state_dict`` objects of their own) is here, with the handlers that keep it:
+
+- :class:`RunState`: the fixed snapshot noise, the model shape, every process's RNG states
+  and the current epoch's training seconds, as a ``state_dict`` object in every checkpoint;
+- the data order: :class:`EpochSampler` orders each epoch by (seed, epoch) only and starts a
+  resumed epoch at the first batch the stopped run had not trained on;
+- :func:`attach`: the handlers that record the last finished iteration and its RNG states, set
+  each epoch's data order, and set the restored RNG state again at the first iteration;
+- :func:`restore`: loads a checkpoint into every object and tells a rank that has no saved
+  RNG state (a Ctrl-C checkpoint of a multi-process run) that its noise stream is new.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import random
+from collections.abc import Iterator
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine, Events
+from ignite.handlers import Checkpoint
+from ignite.utils import manual_seed
+from torch.utils.data import DataLoader, DistributedSampler
+
+from .checkpoints import CheckpointError
+
+logger = logging.getLogger("animegan_ignite")
+
+def capture_rng() -> dict[str, Any]:
+    """This process's RNG states: torch's CPU generator, its current GPU's, Python's."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+            "python": random.getstate()}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    random.setstate(_as_tuple(state["python"]))
+
+
+def _as_tuple(x: Any) -> Any:
+    return tuple(_as_tuple(i) for i in x) if isinstance(x, (list, tuple)) else x
+
+
+def gather_rng() -> list[dict[str, Any]]:
+    """Every process's RNG states, in rank order (a collective: all processes call it)."""
+    state = capture_rng()
+    return [state] if idist.get_world_size() == 1 else list(idist.all_gather(state))
+
+
+class RunState:
+    """The parts of a run that are not a module or optimizer, as a state_dict object.
+
+    ``rng_states`` (one entry per rank; None where a rank's state could not be collected) and
+    ``epoch_seconds`` are set just before each save (:meth:`before_save`). Loading restores
+    this process's own RNG state (kept as ``loaded_rng``); ``rng_missing`` says when the
+    checkpoint had none for this rank."""
+
+    def __init__(self, fixed_noise: torch.Tensor, model_config: dict[str, Any]) -> None:
+        self.fixed_noise = fixed_noise
+        self.model_config = dict(model_config)
+        self.rng_states: list[dict[str, Any] | None] = []
+        self.epoch_seconds: float | None = None
+        self.saved_world_size = 1
+        self.rng_missing = False
+        self.loaded_rng: dict[str, Any] | None = None
+
+    def before_save(self, engine: Engine, seconds: float, every_rank: bool) -> None:
+        """The RNG states and epoch seconds the next checkpoint holds. ``every_rank``: all
+        processes are here (a collective gathers theirs); else (an interruption, when the
+        others may be inside a collective) rank 0's state at its last finished iteration."""
+        if every_rank:
+            self.rng_states = gather_rng()
+        else:
+            rng = getattr(engine.state, "completed_rng", None) or capture_rng()
+            self.rng_states = [rng] + [None] * (idist.get_world_size() - 1)
+        self.epoch_seconds = seconds
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"fixed_noise": self.fixed_noise.cpu(), "model_config": self.model_config,
+                "rng": self.rng_states, "epoch_train_seconds": self.epoch_seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.fixed_noise.copy_(state["fixed_noise"])
+        saved = {k: state["model_config"].get(k) for k in self.model_config}
+        if saved != self.model_config:
+            raise CheckpointError(
+                f"the checkpoint's model {state['model_config']} differs from this run's "
+                f"{self.model_config}; resume with the run's own settings")
+        if "rng" in state:
+            rng = list(state["rng"])
+        else:  # written before per-rank states existed: rank 0's only
+            rng = [{"torch": state["torch_rng"], "python": state["python_rng"],
+                    "cuda": (state["cuda_rng"] or [None])[0]}]
+        self.rng_states, self.saved_world_size = rng, len(rng)
+        self.epoch_seconds = state.get("epoch_train_seconds")
+        rank = idist.get_rank()
+        self.rng_missing = rank >= len(rng) or rng[rank] is None
+        if not self.rng_missing:
+            self.loaded_rng = rng[rank]
+            restore_rng(self.loaded_rng)
+
+
+class EpochSampler(DistributedSampler):
+    """A DistributedSampler whose epoch can start ``skip`` samples in: a run resumed inside an
+    epoch takes the batches the stopped run had not reached, not the epoch's first ones again."""
+
+    skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.skip
+
+
+def attach(trainer: Engine, state: RunState) -> None:
+    """The handlers of exact resume, first among each event's handlers."""
+    trainer.add_event_handler(Events.STARTED, _set_rng_at_the_first_iteration, state)
+    trainer.add_event_handler(Events.EPOCH_STARTED, _set_data_order)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, _mark_completed)
+
+
+def _set_rng_at_the_first_iteration(engine: Engine, state: RunState) -> None:
+    """A resumed run makes its data iterator after the checkpoint's RNG state was restored, and
+    a DataLoader's new iterator draws from that RNG (to seed its workers). The stopped run drew
+    there too only at an epoch end, and only if its loader makes a new iterator every epoch
+    (no persistent workers); otherwise the state is set again just before the first iteration,
+    so the resumed run draws the noise an uninterrupted one does."""
+    loader = engine.state.dataloader
+    new_iterator_each_epoch = isinstance(loader, DataLoader) and not loader.persistent_workers
+    at_epoch_end = engine.state.iteration % engine.state.epoch_length == 0
+    if state.loaded_rng and not (at_epoch_end and new_iterator_each_epoch):
+        engine.add_event_handler(Events.ITERATION_STARTED(once=engine.state.iteration + 1),
+                                 lambda _: restore_rng(state.loaded_rng))
+
+
+def _set_data_order(engine: Engine) -> None:
+    """Each epoch's order depends on (seed, epoch) only, so a resumed epoch replays exactly; a
+    run resumed inside an epoch starts at the first batch it had not trained on."""
+    loader = engine.state.dataloader
+    sampler = getattr(loader, "sampler", None)
+    if isinstance(sampler, EpochSampler):
+        done = engine.state.iteration % engine.state.epoch_length
+        sampler.set_epoch(engine.state.epoch - 1, skip=done * loader.batch_size)
+
+
+def _mark_completed(engine: Engine) -> None:
+    """The last finished iteration and the RNG states a resumed run continues with from there
+    (an interruption inside the next iteration is labelled with this one)."""
+    engine.state.completed_iteration = engine.state.iteration
+    engine.state.completed_rng = capture_rng()
+
+
+def restore(to_load: dict[str, Any], checkpoint: dict[str, Any], state: RunState, seed: int) -> int:
+    """Load every object of ``to_load`` from ``checkpoint`` (errors name the file's problem) and
+    return the iteration it continues from.
+
+    The objects get private copies: an optimizer keeps the loaded state tensors themselves, and a
+    checkpoint handed to spawned processes arrives in shared memory, so without the copy every
+    rank's Adam would update the same moment buffers in place."""
+    missing = sorted(set(to_load) - set(checkpoint))
+    if missing:
+        raise CheckpointError(f"checkpoint does not match this run: it has no {', '.join(missing)}")
+    try:
+        Checkpoint.load_objects(to_load, {k: copy.deepcopy(checkpoint[k]) for k in to_load})
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint does not match this run: {str(e).splitlines()[0]}") from e
+    iteration = to_load["trainer"].state.iteration
+    _fresh_stream_where_missing(state, seed, iteration)
+    return iteration
+
+
+def _fresh_stream_where_missing(state: RunState, seed: int, iteration: int) -> None:
+    """A rank without a saved RNG state (the checkpoint was written on an interruption, or by
+    fewer processes) gets a fresh stream of its own, and the user is told."""
+    world, rank = idist.get_world_size(), idist.get_rank()
+    if state.saved_world_size != world and rank == 0:
+        logger.warning("this checkpoint was written by %d process(es) and is resumed on %d: models, "
+                       "optimizers and history continue exactly, but the data order and noise from "
+                       "here on differ from an uninterrupted run", state.saved_world_size, world)
+    if state.rng_missing:
+        manual_seed((seed * 1_000_003 + rank * 7919 + iteration) % 2**32)
+        if world == state.saved_world_size:
+            logger.warning("rank %d: no saved RNG state in this checkpoint (written on an "
+                           "interruption); it continues with a fresh noise stream", rank)

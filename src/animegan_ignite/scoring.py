@@ -1,0 +1,158 @@
+"""What ``animegan-evaluate`` computes: a checkpoint's scores as the trainer measured them, or
+the scores between two sets of images (folders, statistics files, a generator)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .cache import default_cache_dir
+from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
+from .device import resolve_device
+from .errors import UserError
+from .faces import latents
+from .inception import BackboneChoice, load_backbone
+from .metrics import fid_from_stats, inception_score
+from .quality import (
+    IS_SPLITS,
+    Evaluator,
+    RealFeatures,
+    embed_dataset,
+    embed_generator,
+    eval_latents,
+)
+from .rundir import RunDir
+
+
+def _run_settings(path: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The run's own settings (if its config.json is there), overridden by the flags given."""
+    cfg_file = RunDir.of_checkpoint(path).config
+    run = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    settings = {"data_dir": run.get("data_dir"), "eval_size": run.get("eval_size", 3000),
+                "seed": run.get("seed", 999), "synthetic_size": run.get("synthetic_size", 2528),
+                "split_seed": run.get("split_seed")}
+    settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
+    if settings["split_seed"] is None:
+        settings["split_seed"] = settings["seed"]
+    if settings["eval_size"] < 10:
+        raise UserError(f"{path}: its run held out no images for evaluation (--eval-size "
+                        f"{settings['eval_size']}); pass --eval-size N (N >= 10)")
+    return settings
+
+
+def score_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    """The checkpoint's generator on its run's fixed latents against its held-out faces."""
+    device = resolve_device(args.device)
+    path = resolve_checkpoint(args.checkpoint)
+    checkpoint = load_checkpoint(path)
+    s = _run_settings(path, args)
+    split = make_split(s["data_dir"], s["eval_size"], 1, s["split_seed"], s["synthetic_size"])
+    netG = load_generator(checkpoint, device, args.weights)
+    choice = load_backbone(args.inception_weights, device)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    z = eval_latents(s["eval_size"], netG.nz, s["seed"])
+    result = Evaluator(choice, split.eval, z, device, cache, args.batch_size,
+                       progress=not args.json)(netG)
+    return {"checkpoint": str(path), **result.to_dict()}
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its features (or only their statistics, from a file) and,
+    where there are images and a classifier, their logits."""
+
+    real: RealFeatures
+    logits: torch.Tensor | None
+    what: str
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any] | None:
+    device = resolve_device(args.device)
+    choice = load_backbone(args.inception_weights, device)
+    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    real = _side(args.real, "real", args, choice, device, cache)
+    if args.save_stats:
+        real.real.save_stats(args.save_stats, choice.backbone.name)
+        print(f"wrote {args.save_stats} (mu, sigma of {real.what})", file=sys.stderr)
+    if not args.fake:
+        return None
+    fake = _side(args.fake, "fake", args, choice, device, cache)
+    fid = fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma)
+    is_mean = is_std = None
+    if fake.logits is not None and fake.logits.shape[0] >= IS_SPLITS:
+        is_mean, is_std = inception_score(fake.logits.cpu(), IS_SPLITS)
+    return {"fid": fid, "is_mean": is_mean, "is_std": is_std, "real": real.what, "fake": fake.what,
+            "num_real": real.real.n, "num_fake": fake.real.n, "fid_backbone": choice.backbone.name,
+            "is_unavailable": None if is_mean is not None else (
+                choice.is_unavailable or "IS: the fake side is a statistics file")}
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The human-readable form of a result."""
+    is_text = (f"{result['is_mean']:.3f} ± {result['is_std']:.3f}" if result["is_mean"] is not None
+               else result["is_unavailable"])
+    if "checkpoint" in result:
+        what = (f"{result['checkpoint']}: FID {result['fid']:.3f} ({result['num_generated']} "
+                f"generated vs {result['num_real']} real; {result['fid_backbone']})")
+    else:
+        what = f"FID {result['fid']:.3f} ({result['fake']} vs {result['real']}; " \
+               f"{result['fid_backbone']})"
+    return f"{what}\nIS {is_text}"
+
+
+def _side(spec: str, role: str, args: argparse.Namespace, choice: BackboneChoice,
+          device: torch.device, cache: Path) -> Side:
+    path = Path(spec)
+    if path.suffix == ".npz":
+        return _stats_file(path, role)
+    if role == "fake" and (path.suffix == ".pt" or RunDir(path).regular_checkpoints()):
+        return _generator(path, args, choice, device)
+    if not path.is_dir():
+        raise UserError(f"--{role} {spec}: no such folder, .npz statistics file"
+                        + (" or checkpoint" if role == "fake" else ""))
+    return _folder(path, role, args, choice, device, cache)
+
+
+def _stats_file(path: Path, role: str) -> Side:
+    try:
+        real = RealFeatures.from_stats_file(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"--{role} {path}: not a statistics file ({e})") from e
+    return Side(real, None, f"statistics {path}")
+
+
+def _folder(path: Path, role: str, args: argparse.Namespace, choice: BackboneChoice,
+            device: torch.device, cache: Path) -> Side:
+    files = drop_unreadable(find_images(path), progress=not args.json)
+    if args.num is not None and args.num < len(files):
+        files = sorted(random.Random(args.seed or 0).sample(files, args.num))
+    if len(files) < 2:
+        raise UserError(f"--{role} {path}: {len(files)} readable image(s); FID needs at least 2")
+    images = ImageFiles(files, default_transform(args.image_size))
+    what = f"{len(files)} images in {path}"
+    if role == "real":  # cached, as the trainer's held-out features are
+        return Side(RealFeatures.load_or_compute(images, choice.backbone, device, cache,
+                                                 args.batch_size, not args.json, args.image_size),
+                    None, what)
+    embedded = embed_dataset(images, choice.backbone, device, args.batch_size,
+                             progress=not args.json)
+    return Side(RealFeatures(embedded["features"].cpu()), embedded["logits"], what)
+
+
+def _generator(path: Path, args: argparse.Namespace, choice: BackboneChoice,
+               device: torch.device) -> Side:
+    checkpoint_path = resolve_checkpoint(path)
+    netG = load_generator(load_checkpoint(checkpoint_path), device, args.weights)
+    n, seed = args.num or 10_000, args.seed or 0
+    embedded = embed_generator(netG, latents(n, netG.nz, seed), choice.backbone, device,
+                               args.batch_size, progress=not args.json)
+    return Side(RealFeatures(embedded["features"].cpu()), embedded["logits"],
+                f"{n} faces of seed {seed} from {checkpoint_path}")

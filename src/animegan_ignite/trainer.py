@@ -1,0 +1,325 @@
+"""Training: what ``animegan-train`` does once its settings are checked. :func:`training` holds
+the whole wiring, as ignite's DCGAN example does: networks, step, evaluator, handlers, data, run.
+
+:func:`launch` checks everything that can fail on bad input (device, run directory, checkpoint,
+data set) before the first file is written, takes the run's lock and starts the training
+processes (one, N with ``--nproc-per-node``, or one per torchrun rank).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ignite.distributed as idist
+import torch
+from ignite.engine import Engine
+from ignite.utils import manual_seed
+from torchvision.utils import save_image
+
+from . import resume
+from .augment import DiffAugment
+from .cache import default_cache_dir
+from .checkpoints import (
+    adopt_existing,
+    checkpoint_iteration,
+    load_checkpoint,
+    make_checkpointers,
+    resolve_checkpoint,
+)
+from .config import Config, ConfigError, parse_policy
+from .data import Split, iterations_per_epoch, make_split, make_train_loader
+from .device import check_precision, resolve_device
+from .download import fetch
+from .errors import exit_status, print_error
+from .gan import GAN, Speed, build_gan, make_scalers, make_training_step
+from .handlers import RunContext, best_score, make_ema, setup_handlers
+from .history import History
+from .inception import load_backbone
+from .models import summarize
+from .paths import check_output_path
+from .quality import Evaluator, eval_latents
+from .rundir import (
+    RunDir,
+    RunDirError,
+    atomic_write,
+    new_run_dir,
+    run_lock,
+    write_json_atomic,
+    write_text_atomic,
+)
+from .signals import forward_to_children, on_sigterm, raise_terminated
+from .trackers import make_trackers
+
+logger = logging.getLogger("animegan_ignite")
+DEMO_NOTE = (
+    "Training on the built-in SYNTHETIC demo: procedurally drawn cartoon faces at a CPU-sized "
+    "schedule. For real anime faces, get the Anime Face Dataset (Kaggle: splcher/animefacedataset) "
+    "and run: animegan-train --data-dir PATH/TO/images")
+
+
+@dataclass
+class Plan:
+    """Everything checked and loaded before training starts."""
+
+    cfg: Config
+    device: torch.device
+    run: RunDir
+    split: Split
+    checkpoint: dict[str, Any] | None
+
+
+def launch(cfg: Config) -> None:
+    """Check, lock and start the training processes (see the module docstring)."""
+    writer = int(os.environ.get("RANK", "0")) == 0
+    # Held for the whole run (spawned processes run inside it): the writer's lock on the run
+    # and, in a launching process, SIGTERM passed on to the training processes.
+    with ExitStack() as held:
+        plan = make_plan(cfg, check_output_dir=writer)
+        if writer:  # locked once the checks pass: bad input leaves nothing behind
+            held.enter_context(run_lock(plan.run))
+            _check_still_new(plan)
+        spawn = cfg.nproc_per_node if "WORLD_SIZE" not in os.environ and cfg.backend else None
+        if spawn:
+            held.enter_context(on_sigterm(forward_to_children))
+        with idist.Parallel(backend=cfg.backend, nproc_per_node=spawn,
+                            master_port=rendezvous_port(spawn)) as parallel:
+            parallel.run(training_process, plan)
+
+
+def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
+    """Check the device, run directory, checkpoint and data set (raises a UserError). Under
+    torchrun only rank 0 checks the output folder (the others may look after rank 0 has
+    started writing to it)."""
+    device = resolve_device(cfg.device)
+    check_precision(cfg.precision, device)
+    checkpoint = None
+    if cfg.resume:
+        checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
+        run_dir = Path(cfg.output_dir)
+        check_output_path(run_dir, "--resume", folder=True)
+        RunDir(run_dir).check_layout()
+        done, partial = divmod(checkpoint_iteration(checkpoint), checkpoint["trainer"]["epoch_length"])
+        if done >= cfg.epochs and not partial:
+            raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
+                              f"pass --epochs N with N > {done} to train longer")
+    else:
+        run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
+    if cfg.download:
+        cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
+        cfg.download = None  # saved config (and --resume) then use the downloaded folder
+    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
+    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
+                       progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers)
+    if checkpoint is not None:
+        _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
+                                                             cfg.world_size))
+    return Plan(cfg, device, RunDir(run_dir), split, checkpoint)
+
+
+def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
+    saved = checkpoint["trainer"]["epoch_length"]
+    if saved != epoch_length:
+        raise ConfigError(f"the checkpoint's epochs have {saved} iterations but this data set and "
+                          f"batch size give {epoch_length}; resume with the run's --data-dir and "
+                          "--batch-size")
+
+
+def _check_still_new(plan: Plan) -> None:
+    """A new run's folder was checked before the data set was loaded; a trainer started at the
+    same time with the same --output-dir may have filled it since."""
+    if plan.checkpoint is None and plan.run.is_run():
+        raise RunDirError(f"--output-dir {plan.run} already holds a run (another trainer started "
+                          f"there meanwhile); continue it with --resume {plan.run}")
+
+
+def rendezvous_port(spawn: int | None) -> int | None:
+    """The port spawned processes meet on: MASTER_PORT when set, else one the OS says is free
+    (ignite's fixed default makes a second run on the same machine fail to start)."""
+    if not spawn or spawn < 2 or "MASTER_PORT" in os.environ:
+        return None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def training_process(local_rank: int, plan: Plan) -> None:
+    """One training process (the only one, or one of ``idist.Parallel``'s): train, and turn a
+    stop into its exit status (a SystemExit, which also leaves a spawned process)."""
+    setup_process(plan)
+    try:
+        with on_sigterm(raise_terminated):
+            trainer, _ = training(plan)
+    except BaseException as e:
+        status, message = exit_status(e, "The last complete checkpoint and history.jsonl are "
+                                      f"intact; make room, then continue with: animegan-train "
+                                      f"--resume {plan.run}")
+        if status == 1:
+            raise
+        if idist.get_rank() == 0:
+            print_error(message) if message else print(f"\n{stop_message(e, plan.run)}",
+                                                       file=sys.stderr)
+        raise SystemExit(status) from None
+    logger.info("done: %d epochs, %d iterations; results in %s", trainer.state.epoch,
+                trainer.state.iteration, plan.run)
+
+
+def stop_message(e: BaseException, run: RunDir) -> str:
+    """What an interrupted run says: what is on disk, and the command that goes on from it."""
+    how = "stopped by SIGTERM" if type(e).__name__ == "Terminated" else "interrupted"
+    found = run.regular_checkpoints()
+    if found:
+        return (f"{how}; {found[-1][1].name} was saved. Continue with: animegan-train --resume "
+                f"{run}")
+    return (f"{how} before the first checkpoint, so there is nothing to resume; start again "
+            f"with: animegan-train --config {run.config} --output-dir NEW_DIR")
+
+
+def setup_process(plan: Plan) -> None:
+    """Per-process setup inside ``idist.Parallel``: quiet logs off rank 0, this process's
+    device, rank 0's run directory (torchrun ranks each made their own timestamp), and cuDNN's
+    autotuner on a GPU (as pytorch/examples' DCGAN)."""
+    rank = idist.get_rank()
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, format="%(message)s",
+                        force=True)
+    if idist.get_world_size() > 1:
+        plan.device = idist.device()
+        plan.run = RunDir(idist.broadcast(str(plan.run), src=0, safe_mode=True))
+    if plan.device.type == "cuda":  # fixed 64x64 shapes: cuDNN times its kernels once, keeps the fastest
+        torch.backends.cudnn.benchmark = True
+
+
+def training(plan: Plan) -> tuple[Engine, GAN]:
+    """Build the trainer for ``plan``, run it to the end of its schedule, and return it with
+    the trained networks."""
+    cfg, rank = plan.cfg, idist.get_rank()
+    manual_seed(cfg.seed + rank)
+    with ExitStack() as cleanup:
+        if rank == 0:
+            cleanup.enter_context(log_to_file(plan.run))
+            start_run_dir(plan)
+        logger.info("data: %s", plan.split.description)
+        logger.info("run directory: %s (device %s)", plan.run, plan.device)
+        gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
+                        lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm,
+                        channels_last=cfg.channels_last)
+        log_model_summaries(gan, plan.run, rank == 0)
+        trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0)
+        cleanup.callback(ctx.close)
+        if plan.checkpoint is not None:
+            restore(plan, trainer, ctx, to_save)
+        elif rank == 0:
+            atomic_write(plan.run.noise, lambda f: torch.save(ctx.fixed_noise.cpu(), f))
+        setup_handlers(trainer, ctx)
+        world = idist.get_world_size()  # --batch-size is the global batch, split over processes
+        loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers,
+                                   cfg.seed, world, rank, pin_memory=plan.device.type == "cuda",
+                                   device=plan.device)
+        trainer.run(loader, max_epochs=cfg.epochs)
+    return trainer, gan
+
+
+@contextmanager
+def log_to_file(run: RunDir) -> Iterator[None]:
+    """The console log also goes to ``RUN_DIR/train.log`` while the run trains."""
+    handler = logging.FileHandler(run.log)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | None = None,
+                  is_writer: bool = True) -> tuple[Engine, RunContext, dict[str, Any]]:
+    """``Engine(training_step)`` for ``gan``, the handlers' context (history, checkpointers and
+    trackers on the writer) and what a checkpoint saves; the handlers are not attached yet."""
+    scaler_d, scaler_g = make_scalers(gan, cfg.precision)
+    augment = DiffAugment(parse_policy(cfg.diffaugment))
+    trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
+                                        (scaler_d, scaler_g), cfg.loss, augment or None))
+    run_state = resume.RunState(fixed_noise(cfg, gan.device),
+                                {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
+    to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
+               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state}
+    ctx = RunContext(cfg, run, gan, run_state, is_writer, evaluator)
+    if cfg.ema:
+        ctx.ema = make_ema(cfg, gan)
+        to_save["ema"] = ctx.ema.ema_model
+    if is_writer:
+        ctx.history = History(run.root)
+        ctx.regular, ctx.best = make_checkpointers(run, to_save)
+        ctx.trackers = make_trackers(cfg.trackers, cfg.to_dict(), run, ctx.sampler_net,
+                                     ctx.fixed_noise, cfg.snapshot_every)
+    return trainer, ctx, to_save
+
+
+def fixed_noise(cfg: Config, device: torch.device) -> torch.Tensor:
+    """64 latent vectors drawn once per run from the seed, so snapshots are comparable."""
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return torch.randn(64, cfg.nz, 1, 1, generator=gen).to(device)
+
+
+def make_evaluator(plan: Plan) -> Evaluator | None:
+    """The per-epoch FID/IS evaluator, or None with ``--eval-size 0`` / ``--eval-every 0``."""
+    cfg = plan.cfg
+    if cfg.eval_size == 0 or cfg.eval_every == 0:
+        return None
+    choice = load_backbone(cfg.inception_weights, plan.device)
+    logger.info("FID/IS backbone: %s", choice.backbone.name)
+    if choice.is_unavailable:
+        logger.warning(choice.is_unavailable)
+    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
+                     plan.device, cache, cfg.eval_batch_size, progress=cfg.progress)
+
+
+def restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, Any]) -> None:
+    """Load the checkpoint into every object; on the writer, truncate the history after its
+    iteration and hand the checkpointers the run's files (later ones move to superseded/)."""
+    iteration = resume.restore(to_save, plan.checkpoint, ctx.run_state, plan.cfg.seed)
+    if iteration % trainer.state.epoch_length:  # ignite's epoch counts finished epochs only
+        logger.info("resumed inside epoch %d, at iteration %d", trainer.state.epoch + 1, iteration)
+    else:
+        logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, iteration)
+    if ctx.is_writer:  # what the resumed run redoes is dropped: the history stays continuous
+        ctx.history.truncate_after(iteration)
+        scores = {r["iteration"]: best_score(r) for r in ctx.history.evaluated()}
+        moved = adopt_existing(plan.run, ctx.regular, ctx.best, iteration, scores)
+        if moved:
+            logger.info("moved %d checkpoint(s) written after iteration %d to %s",
+                        len(moved), iteration, plan.run.superseded)
+
+
+def start_run_dir(plan: Plan) -> None:
+    """The run directory's fixed files (writer only)."""
+    run = plan.run
+    run.snapshots.mkdir(parents=True, exist_ok=True)
+    for stale in run.remove_stale_temp_files():
+        logger.info("removed %s, left by an interrupted write", stale)
+    if plan.cfg.synthetic:
+        logger.info(DEMO_NOTE)
+    write_json_atomic(run.config, plan.cfg.to_dict())
+    if not run.real_samples.exists():  # 64 held-out faces for the real-vs-fake figure
+        source = plan.split.eval if len(plan.split.eval) else plan.split.train
+        reals = torch.stack([source[i][0] for i in range(min(64, len(source)))])
+        atomic_write(run.real_samples, lambda f: save_image(
+            reals, f, format="png", nrow=8, normalize=True, value_range=(-1, 1)))
+
+
+def log_model_summaries(gan: GAN, run: RunDir, is_writer: bool) -> None:
+    """torchsummary's tables for G and D: printed, and saved as RUN_DIR/model_summary.txt."""
+    text = (f"Generator\n{summarize(gan.netG, (gan.nz, 1, 1))}\n"
+            f"Discriminator\n{summarize(gan.netD, (3, 64, 64))}")
+    logger.info("%s", text)
+    if is_writer:
+        write_text_atomic(run.summary, text)
