@@ -42,11 +42,11 @@ from tqdm import tqdm
 
 from animegan_ignite.config import make_config
 from animegan_ignite.data import iterations_per_epoch, make_split, make_train_loader
-from animegan_ignite.engine import build_gan
+from animegan_ignite.gan import build_gan
 from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.train import build_trainer
+from animegan_ignite.trainer import build_trainer
 
 DIFFAUG = ["--diffaugment", "color,translation"]
 EMA = ["--ema-halflife-kimg", "10", "--ema-rampup", "0.05"]

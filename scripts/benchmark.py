@@ -42,13 +42,13 @@ from torchvision import datasets
 from animegan_ignite.cache import CachedBatches, CachedImages, load_or_build
 from animegan_ignite.config import Config
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.engine import Speed, build_gan
-from animegan_ignite.evaluation import Evaluator, eval_latents, to_uint8
+from animegan_ignite.gan import Speed, build_gan
 from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
+from animegan_ignite.quality import Evaluator, eval_latents, to_uint8
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.train import build_trainer
+from animegan_ignite.trainer import build_trainer
 
 FULL_DATASET = 63_565  # images in Kaggle's splcher/animefacedataset
 

@@ -23,7 +23,7 @@ from ignite.engine import Events
 
 from animegan_ignite.config import make_config
 from animegan_ignite.data import make_split, make_train_loader
-from animegan_ignite.engine import Speed
+from animegan_ignite.gan import Speed
 
 
 def epoch_seconds(loader, width: int) -> float:

@@ -17,8 +17,9 @@ import time
 import torch
 from benchmark import _sync, interleaved_medians
 
-from animegan_ignite import engine
-from animegan_ignite.augment import DiffAugment, parse_policy
+from animegan_ignite import gan as engine
+from animegan_ignite.augment import DiffAugment
+from animegan_ignite.config import parse_policy
 from animegan_ignite.models import dcgan_weights_init
 
 

@@ -9,9 +9,9 @@ import ignite.distributed as idist
 import torch
 
 from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.evaluation import Evaluator, eval_latents
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Generator, dcgan_weights_init
+from animegan_ignite.quality import Evaluator, eval_latents
 
 
 def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
@@ -31,7 +31,8 @@ def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batc
 def train_and_dump(local_rank: int, plan, dump_dir: str) -> None:
     """The trainer's own per-process setup and training, then this rank's final weights."""
     from animegan_ignite.models import unwrap
-    from animegan_ignite.train import setup_process, train
+    from animegan_ignite.trainer import setup_process
+    from animegan_ignite.trainer import training as train
 
     setup_process(plan)
     _, gan = train(plan)

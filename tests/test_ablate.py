@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +20,7 @@ def ablate(out: Path, data: Path) -> subprocess.CompletedProcess:
         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(image_dir, tmp_path):
     out = tmp_path / "ablation"
     r = ablate(out, image_dir)

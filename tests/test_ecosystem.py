@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, write_images
+from helpers import TINY, run_main, write_images
 
 from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.evaluation import to_uint8
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.inception import load_backbone
+from animegan_ignite.quality import to_uint8
 
-# its module fixtures (a trained run) are built once, on one worker
+# its module fixtures (a trained run) are built once, on one worker; the installed console
+# commands run as real processes (the slow tier)
 pytestmark = pytest.mark.xdist_group("ecosystem")
 
 COMMANDS = ("animegan-train", "animegan-evaluate", "animegan-generate", "animegan-serve",
@@ -49,6 +50,7 @@ def tracked_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_the_historys_numbers_params_images_and_artifacts(tracked_run):
     from mlflow.tracking import MlflowClient
 
@@ -58,10 +60,10 @@ def test_mlflow_run_holds_the_historys_numbers_params_images_and_artifacts(track
     (mlrun,) = client.search_runs([experiment.experiment_id])
     iters, epochs = split_history(read_history(tracked_run))
     for key in ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"):
-        logged = {m.step: m.value for m in client.get_metric_history(mlrun.info.run_id, f"train/{key}")}
+        logged = {m.step: m.value for m in client.get_metric_history(mlrun.info.run_id, f"train {key}")}
         assert logged == {r["iteration"]: r[key] for r in iters}, key
     for key in ("fid", "loss_d", "train_seconds", "eval_seconds"):
-        logged = {m.step: m.value for m in client.get_metric_history(mlrun.info.run_id, f"epoch/{key}")}
+        logged = {m.step: m.value for m in client.get_metric_history(mlrun.info.run_id, f"epoch {key}")}
         assert logged == {e["iteration"]: e[key] for e in epochs}, key
     params = mlrun.data.params
     assert params["epochs"] == "2" and params["eval_size"] == "16" and params["recipe"]
@@ -92,6 +94,7 @@ def _wandb_records(path: Path):
             yield record
 
 
+@pytest.mark.slow
 def test_offline_wandb_run_holds_the_same_keys_and_values(tracked_run):
     (run_file,) = (tracked_run / "wandb").glob("offline-run-*/run-*.wandb")
     steps: dict[int, dict] = {}
@@ -114,24 +117,24 @@ def test_offline_wandb_run_holds_the_same_keys_and_values(tracked_run):
     assert config["epochs"] == 2
 
 
-def test_a_missing_tracker_extra_is_one_line_exit_2_and_nothing_written(tmp_path):
+def test_a_missing_tracker_extra_is_one_line_exit_2_and_nothing_written(tmp_path, monkeypatch):
     for name in ("wandb", "mlflow"):
-        code = (f"import sys; sys.modules[{name!r}] = None\n"
-                "from animegan_ignite.train import main; sys.exit(main(sys.argv[1:]))")
-        r = subprocess.run([sys.executable, "-c", code, "--logger", name, "--output-dir",
-                            str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+        monkeypatch.setitem(sys.modules, name, None)  # as if the extra were not installed
+        r = run_main("train", "--logger", name, "--output-dir", tmp_path / "run")
         assert r.returncode == 2, r.stderr
         assert r.stderr.strip() == (f'error: --logger {name} needs the {name} package: '
                                     f'pip install -e ".[{name}]"')
         assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", COMMANDS)
 def test_every_console_command_is_installed_and_answers_help(name):
     r = command(name, "--help", timeout=120)
     assert r.returncode == 0 and "usage:" in r.stdout
 
 
+@pytest.mark.slow
 def test_console_commands_generate_evaluate_plot_and_serve_a_run(tracked_run, tmp_path):
     r = command("animegan-generate", "--checkpoint", tracked_run, "--grid", tmp_path / "g.png",
                 "--num", "4")
@@ -164,6 +167,7 @@ def two_folders(tmp_path_factory):
     return root / "real", root / "fake"
 
 
+@pytest.mark.slow
 def test_folder_fid_equals_torchmetrics_on_the_same_images(two_folders, tmp_path):
     from torchmetrics.image.fid import FrechetInceptionDistance
 
@@ -188,6 +192,7 @@ def test_folder_fid_equals_torchmetrics_on_the_same_images(two_folders, tmp_path
     assert ours["fid"] == pytest.approx(metric.compute().item(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_saved_statistics_used_as_real_give_the_same_fid(two_folders, tmp_path):
     real, fake = two_folders
     base = ["--inception-weights", "pool3", "--cache-dir", tmp_path / "cache", "--json"]
@@ -220,6 +225,7 @@ def _peak_rss_kb(args):
     return int(out.stdout.strip())
 
 
+@pytest.mark.slow
 def test_generate_writes_10000_faces_in_flat_memory_resumably_and_evaluate_reads_them(
         tracked_run, two_folders, tmp_path):
     small = _peak_rss_kb(["--checkpoint", tracked_run, "--out-dir", tmp_path / "k1", "--num", "1000"])

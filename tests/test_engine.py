@@ -5,7 +5,7 @@ import math
 import torch
 
 from animegan_ignite.data import make_split, make_train_loader
-from animegan_ignite.engine import build_gan, make_training_step
+from animegan_ignite.gan import build_gan, make_training_step
 
 
 def _tiny_gan():

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 from dist_helpers import evaluate_fixed_generator
-from helpers import TINY, run_cli
+from helpers import TINY, run_main
 from PIL import Image
 
 from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.evaluation import RealStats, to_uint8
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.inception import (
     IS_FIX,
@@ -23,6 +22,7 @@ from animegan_ignite.inception import (
 )
 from animegan_ignite.metrics import FeatureStats, fid_from_stats
 from animegan_ignite.models import Generator, dcgan_weights_init
+from animegan_ignite.quality import RealFeatures, to_uint8
 
 
 def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
@@ -32,6 +32,7 @@ def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
     assert torch.equal(to_uint8(x), original.permute(2, 0, 1))
 
 
+@pytest.mark.slow
 def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(shared_faces):
     backbone = load_backbone("pool3").backbone
     files = find_images(shared_faces)
@@ -57,54 +58,58 @@ def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(
     assert fid_real_fake > 200
 
 
-def test_three_epoch_run_embeds_reals_once_and_each_generated_image_once(image_dir, tmp_path):
+def test_each_run_embeds_the_reals_once_and_each_generated_image_once(image_dir, tmp_path):
     cache = tmp_path / "cache"
-    args = ["--data-dir", image_dir, "--epochs", "3", "--eval-size", "16", "--cache-dir", cache,
+    args = ["--data-dir", image_dir, "--epochs", "2", "--eval-size", "10", "--cache-dir", cache,
             "--inception-weights", "pool3", *TINY]
-    r = run_cli("train", *args, "--output-dir", tmp_path / "a")
+    r = run_main("train", *args, "--output-dir", tmp_path / "a")
     assert r.returncode == 0, r.stderr
     _, epochs = split_history(read_history(tmp_path / "a"))
-    assert [e["inception_images"] for e in epochs] == [16 + 16, 16, 16]  # reals once, then fakes
-    assert all(e["num_generated"] == 16 and e["num_real"] == 16 for e in epochs)
+    assert [e["inception_images"] for e in epochs] == [10 + 10, 10]  # reals once, then fakes
+    assert all(e["num_generated"] == 10 and e["num_real"] == 10 for e in epochs)
     assert all(e["fid"] > 0 and e["fid_backbone"] == POOL3_NAME for e in epochs)
     assert all(e["eval_seconds"] > 0 and e["train_seconds"] > 0 for e in epochs)
     assert all(e["is_mean"] is None and "IS unavailable" in e["is_unavailable"] for e in epochs)
-    assert len(list((cache / "real_stats").glob("*.npz"))) == 1
+    assert len(list((cache / "real_features").glob("*.pt"))) == 1
     best = list((tmp_path / "a" / "checkpoints").glob("best_checkpoint_*.pt"))
     fids = {e["iteration"]: e["fid"] for e in epochs}
     assert len(best) == 1 and int(best[0].stem.split("_")[-1]) == min(fids, key=fids.get)
 
     # the evaluate command reproduces the last epoch's numbers from the checkpoint alone
-    r = run_cli("evaluate", "--checkpoint", tmp_path / "a", "--inception-weights", "pool3",
-                "--cache-dir", cache, "--json")
+    r = run_main("evaluate", "--checkpoint", tmp_path / "a", "--inception-weights", "pool3",
+                 "--cache-dir", cache, "--json")
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["checkpoint"].endswith("checkpoint_39.pt")
+    assert result["checkpoint"].endswith("checkpoint_26.pt")
     assert result["fid"] == pytest.approx(epochs[-1]["fid"], rel=1e-9)
-    assert result["inception_images"] == 16  # reals from the cache
+    assert result["inception_images"] == 10  # reals from the cache
 
-    # a later run on the same data reuses the cached real statistics: fakes only
-    r = run_cli("train", *args, "--output-dir", tmp_path / "b")
-    assert r.returncode == 0, r.stderr
-    _, epochs_b = split_history(read_history(tmp_path / "b"))
-    assert [e["inception_images"] for e in epochs_b] == [16, 16, 16]
-    assert [e["fid"] for e in epochs_b] == [e["fid"] for e in epochs]  # same seed, same numbers
+
+@pytest.mark.slow
+def test_a_later_run_on_the_same_data_reuses_the_cached_real_features(image_dir, tmp_path):
+    args = ["--data-dir", image_dir, "--epochs", "2", "--eval-size", "10", "--cache-dir",
+            tmp_path / "cache", "--inception-weights", "pool3", *TINY]
+    for run in ("a", "b"):
+        assert run_main("train", *args, "--output-dir", tmp_path / run).returncode == 0
+    a, b = (split_history(read_history(tmp_path / run))[1] for run in ("a", "b"))
+    assert [e["inception_images"] for e in b] == [10, 10]  # fakes only
+    assert [e["fid"] for e in b] == [e["fid"] for e in a]  # same seed, same numbers
 
 
 def test_real_statistics_cache_is_keyed_by_the_exact_subset(image_dir, tmp_path):
     backbone = load_backbone("pool3").backbone
     files = find_images(image_dir)
     tf = default_transform(64)
-    first = RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
+    first = RealFeatures.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
                                       tmp_path)
     seen = backbone.images_seen
-    again = RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
+    again = RealFeatures.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"),
                                       tmp_path)
-    assert backbone.images_seen == seen and (again.mu == first.mu).all()
-    RealStats.load_or_compute(ImageFiles(files[1:13], tf), backbone, torch.device("cpu"), tmp_path)
+    assert backbone.images_seen == seen and torch.equal(again.features, first.features)
+    RealFeatures.load_or_compute(ImageFiles(files[1:13], tf), backbone, torch.device("cpu"), tmp_path)
     assert backbone.images_seen == seen + 12  # another subset: embedded, not reused
     files[0].write_bytes(files[5].read_bytes())  # the folder changed: the cache is stale
-    RealStats.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"), tmp_path)
+    RealFeatures.load_or_compute(ImageFiles(files[:12], tf), backbone, torch.device("cpu"), tmp_path)
     assert backbone.images_seen == seen + 24
 
 
@@ -145,7 +150,7 @@ def test_standard_weights_give_features_and_logits_from_one_pass(standard_weight
 
 def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_path,
                                                                standard_weights_file):
-    r = run_cli("train", "--data-dir", image_dir, "--epochs", "1", "--eval-size", "20",
+    r = run_main("train", "--data-dir", image_dir, "--epochs", "1", "--eval-size", "10",
                 "--inception-weights", standard_weights_file, "--cache-dir", tmp_path / "c",
                 "--output-dir", tmp_path / "run", *TINY)
     assert r.returncode == 0, r.stderr
@@ -153,7 +158,7 @@ def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_pa
     assert epoch["is_mean"] >= 1.0 and epoch["is_std"] >= 0
     assert epoch["is_backbone"] == epoch["fid_backbone"] == STANDARD_NAME
     assert epoch["is_unavailable"] is None
-    assert epoch["inception_images"] == 40  # 20 reals + 20 fakes, each once for FID *and* IS
+    assert epoch["inception_images"] == 20  # 10 reals + 10 fakes, each once for FID *and* IS
 
 
 def test_bad_weights_path_is_a_clear_error(tmp_path):
@@ -164,6 +169,7 @@ def test_bad_weights_path_is_a_clear_error(tmp_path):
         load_backbone(str(tmp_path / "junk.pth"))
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("gloo")
 @pytest.mark.parametrize("batch", [12])
 def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, batch):
@@ -180,7 +186,7 @@ def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, bat
 
 def test_evaluate_cli_rejects_a_bad_checkpoint(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"\x80\x02garbage")
-    r = run_cli("evaluate", "--checkpoint", tmp_path / "broken.pt", "--inception-weights", "pool3")
+    r = run_main("evaluate", "--checkpoint", tmp_path / "broken.pt", "--inception-weights", "pool3")
     assert r.returncode == 2 and "cannot be read as a checkpoint" in r.stderr
-    r = run_cli("evaluate", "--checkpoint", tmp_path / "missing")
+    r = run_main("evaluate", "--checkpoint", tmp_path / "missing")
     assert r.returncode == 2 and "no such checkpoint" in r.stderr

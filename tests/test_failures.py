@@ -1,5 +1,5 @@
-"""Every failure a user can cause or meet, through the real commands in subprocesses: the exit
-status, one ``error:`` line and no traceback, and the files that existed before unchanged."""
+"""Every failure a user can cause or meet, through the real commands' ``main``: the exit status,
+one ``error:`` line and no traceback, and the files that existed before unchanged."""
 
 import os
 import shutil
@@ -10,7 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from helpers import NO_EVAL, TINY, checkpoint_names, run_cli, start_serve, write_images
+from helpers import NO_EVAL, TINY, checkpoint_names, run_main, start_serve, write_images
 
 from animegan_ignite.data import find_images, make_split
 from animegan_ignite.history import read_history, split_history
@@ -45,7 +45,7 @@ def world(tmp_path_factory):
                "list.yaml": "- 1\n- 2\n", "broken.yaml": "epochs: [1,\n"}
     for name, text in configs.items():
         (root / name).write_text(text)
-    r = run_cli("train", "--data-dir", root / "data", "--output-dir", root / "run", "--epochs", "1",
+    r = run_main("train", "--data-dir", root / "data", "--output-dir", root / "run", "--epochs", "1",
                 "--eval-size", "16", *TINY, *NO_EVAL)
     assert r.returncode == 0, r.stderr
     (root / "nockpt").mkdir()
@@ -101,8 +101,8 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("evaluate", ["--real", "data"], 2, "give --checkpoint PATH, or --real and --fake"),
     ("serve", ["--checkpoint", "run", "--port", "70000"], 2, "--port must be in 0..65535"),
     ("serve", ["--checkpoint", "mine"], 2, "no checkpoints/checkpoint_<iteration>.pt"),
-    ("plots", ["run", "--out", "afile/plots"], 2, "is a file, so nothing"),
-    ("plots", ["mine"], 2, "is not a run directory"),
+    ("plot", ["run", "--out", "afile/plots"], 2, "is a file, so nothing"),
+    ("plot", ["mine"], 2, "is not a run directory"),
 ]
 
 
@@ -112,7 +112,7 @@ def test_a_bad_input_is_one_line_with_its_status_and_changes_nothing(world, modu
                                                                      fragment):
     before = snapshot(world)
     extra = TRAIN if module == "train" and "--resume" not in args else []
-    r = run_cli(module, *extra, *args, cwd=world, timeout=300)  # the case's flags win
+    r = run_main(module, *extra, *args, cwd=world)  # the case's flags win
     assert_one_line_error(r, status, fragment)
     assert snapshot(world) == before
 
@@ -144,6 +144,7 @@ def test_what_counts_as_an_image_and_oversized_files_are_skipped_and_counted(tmp
     assert any("1 unreadable image file(s) of 8: bomb.png" in r.message for r in caplog.records)
 
 
+@pytest.mark.slow
 def test_serve_still_answers_every_hostile_request_with_a_4xx(world):
     import urllib.error
     import urllib.request
@@ -212,22 +213,22 @@ def test_a_run_another_trainer_writes_is_refused_and_a_killed_trainer_leaves_no_
     holders = [hold_lock(resumed), hold_lock(new)]
     try:
         before = snapshot(tmp_path)
-        r = run_cli("train", "--resume", resumed, "--epochs", "2")
+        r = run_main("train", "--resume", resumed, "--epochs", "2")
         assert_one_line_error(r, 2, f"{resumed} is being written by another training process")
         # said before the run's checkpoint and data are loaded: a missing data folder comes second
-        r = run_cli("train", "--resume", resumed, "--epochs", "2", "--data-dir", tmp_path / "gone")
+        r = run_main("train", "--resume", resumed, "--epochs", "2", "--data-dir", tmp_path / "gone")
         assert_one_line_error(r, 2, f"{resumed} is being written by another training process")
-        r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
+        r = run_main("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
         assert_one_line_error(r, 2, f"{new} is being written by another training process")
         assert snapshot(tmp_path) == before
         for holder, _ in holders:
             holder.kill()  # SIGKILL: no clean-up, as when a trainer is killed
             holder.wait()
         # The forked children live on; the lock went with the process that took it.
-        r = run_cli("train", "--resume", resumed, "--epochs", "2")
+        r = run_main("train", "--resume", resumed, "--epochs", "2")
         assert r.returncode == 0, r.stderr[-2000:]
         assert [e["epoch"] for e in split_history(read_history(resumed))[1]] == [1, 2]
-        r = run_cli("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
+        r = run_main("train", "--data-dir", world / "data", "--output-dir", new, *TRAIN)
         assert r.returncode == 0, r.stderr[-2000:]
         assert (new / "config.json").is_file()
     finally:
@@ -241,13 +242,13 @@ def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes
     run = small_disk / "run"
     args = ["--data-dir", world / "data", "--output-dir", run, "--epochs", "4", "--snapshot-every",
             "2", "--eval-size", "16", *TINY, *NO_EVAL]
-    r = run_cli("train", *args)
+    r = run_main("train", *args)
     assert_one_line_error(r, 4, "No space left on device")
     assert f"--resume {run}" in r.stderr and "free on its file system" in r.stderr
     temporary = [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not temporary
     assert checkpoint_names(run), "the first checkpoint fitted"
-    from animegan_ignite.checkpoint import load_checkpoint, resolve_checkpoint
+    from animegan_ignite.checkpoints import load_checkpoint, resolve_checkpoint
 
     load_checkpoint(resolve_checkpoint(run))  # the last complete checkpoint loads
     iters = split_history(read_history(run))[0]
@@ -257,7 +258,7 @@ def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes
     for image in (run / "plots").glob("*.png"):
         Image.open(image).load()  # every plot there is complete
     subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-    r = run_cli("train", "--resume", run)
+    r = run_main("train", "--resume", run)
     assert r.returncode == 0, r.stderr[-2000:]
     iters = split_history(read_history(run))[0]
     assert [x["iteration"] for x in iters] == list(range(1, 4 * 13 + 1))
@@ -265,9 +266,9 @@ def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes
 
 def test_a_read_only_output_folder_is_refused_before_training(world, small_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    r = run_cli("train", "--data-dir", world / "data", "--output-dir", small_disk / "run", *TRAIN)
+    r = run_main("train", "--data-dir", world / "data", "--output-dir", small_disk / "run", *TRAIN)
     assert_one_line_error(r, 2, "is not writable (read-only or no permission)")
-    r = run_cli("generate", "--checkpoint", world / "run", "--out-dir", small_disk / "faces")
+    r = run_main("generate", "--checkpoint", world / "run", "--out-dir", small_disk / "faces")
     assert_one_line_error(r, 2, "is not writable")
     shutil.rmtree(small_disk / "run", ignore_errors=True)
     assert not list(small_disk.iterdir())

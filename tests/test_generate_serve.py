@@ -1,5 +1,6 @@
 """Using a trained generator: the generate command (grids, files, latent walks, export) and the
-web app, through a real HTTP client and a headless Chromium against a running server."""
+web app, through Flask's test client, a real HTTP client and a headless Chromium against a
+running server."""
 
 import io
 import json
@@ -7,15 +8,17 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from helpers import TINY, run_cli, start_serve, write_images
+from helpers import TINY, run_main, start_serve, write_images
 from PIL import Image
 
-from animegan_ignite.checkpoint import load_checkpoint, load_generator, resolve_checkpoint
+from animegan_ignite.checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+from animegan_ignite.webapp import create_app
 
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("generate_serve")
@@ -25,7 +28,7 @@ pytestmark = pytest.mark.xdist_group("generate_serve")
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("gen")
     write_images(root / "data", 120)
-    r = run_cli("train", "--data-dir", root / "data", "--output-dir", root / "run", "--epochs", "1",
+    r = run_main("train", "--data-dir", root / "data", "--output-dir", root / "run", "--epochs", "1",
                 "--eval-size", "16", "--eval-every", "0", *TINY)
     assert r.returncode == 0, r.stderr
     return root / "run"
@@ -37,7 +40,7 @@ def _pixels(path):
 
 def test_same_seed_same_pixels_other_seed_other_faces(run_dir, tmp_path):
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):
-        r = run_cli("generate", "--checkpoint", run_dir, "--grid", tmp_path / f"{name}.png",
+        r = run_main("generate", "--checkpoint", run_dir, "--grid", tmp_path / f"{name}.png",
                     "--num", "9", "--seed", seed)
         assert r.returncode == 0, r.stderr
     a, b, c = (_pixels(tmp_path / f"{n}.png") for n in "abc")
@@ -46,14 +49,14 @@ def test_same_seed_same_pixels_other_seed_other_faces(run_dir, tmp_path):
 
 
 def test_out_dir_gets_n_separate_faces(run_dir, tmp_path):
-    r = run_cli("generate", "--checkpoint", run_dir, "--out-dir", tmp_path / "faces", "--num", "5")
+    r = run_main("generate", "--checkpoint", run_dir, "--out-dir", tmp_path / "faces", "--num", "5")
     assert r.returncode == 0, r.stderr
     files = sorted((tmp_path / "faces").glob("*.png"))
     assert len(files) == 5 and all(Image.open(f).size == (64, 64) for f in files)
 
 
 def test_interpolation_gif_has_steps_frames_from_one_face_to_the_next(run_dir, tmp_path):
-    r = run_cli("generate", "--checkpoint", run_dir, "--interpolate", "7", "--gif",
+    r = run_main("generate", "--checkpoint", run_dir, "--interpolate", "7", "--gif",
                 tmp_path / "walk.gif", "--seed", "10", "--grid", tmp_path / "ends.png", "--num", "1")
     assert r.returncode == 0, r.stderr
     gif = Image.open(tmp_path / "walk.gif")
@@ -64,7 +67,7 @@ def test_interpolation_gif_has_steps_frames_from_one_face_to_the_next(run_dir, t
 
 
 def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
-    r = run_cli("generate", "--checkpoint", run_dir, "--export", "torchscript", "--output",
+    r = run_main("generate", "--checkpoint", run_dir, "--export", "torchscript", "--output",
                 tmp_path / "g.pt")
     assert r.returncode == 0, r.stderr
     netG = load_generator(load_checkpoint(resolve_checkpoint(run_dir)))
@@ -73,7 +76,7 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(scripted(z), netG(z))
     onnx = pytest.importorskip("onnx")
-    r = run_cli("generate", "--checkpoint", run_dir, "--export", "onnx", "--output",
+    r = run_main("generate", "--checkpoint", run_dir, "--export", "onnx", "--output",
                 tmp_path / "g.onnx")
     assert r.returncode == 0, r.stderr
     model = onnx.load(str(tmp_path / "g.onnx"))
@@ -87,17 +90,29 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
     ([], "nothing to do"),
 ])
 def test_generate_bad_flags_exit_2(run_dir, tmp_path, argv, fragment):
-    r = run_cli("generate", "--checkpoint", run_dir, *argv, cwd=tmp_path)
+    r = run_main("generate", "--checkpoint", run_dir, *argv, cwd=tmp_path)
     assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
 
 
 # --- the web app -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
+def client(run_dir):
+    """The app in this process, through Flask's test client: the same requests and responses."""
+    netG = load_generator(load_checkpoint(resolve_checkpoint(run_dir)))
+    app = create_app(netG, {"nz": netG.nz, "iteration": 13})
+
+    def get(query):
+        response = app.test_client().get(query)
+        return response.status_code, response.mimetype, response.data
+
+    return get
+
+
+@pytest.fixture(scope="module")
 def server(run_dir):
     proc, base = start_serve(run_dir)
-    banner = proc.stdout.readline()  # printed just before the server starts listening
-    yield SimpleNamespace(base=base, banner=banner)
+    yield SimpleNamespace(base=base, pid=proc.pid)
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -110,19 +125,19 @@ def _get(url):
         return e.code, e.headers.get_content_type(), e.read()
 
 
-def test_faces_endpoint_returns_a_decodable_png_grid_reproducible_by_seed(server):
-    status, ctype, body = _get(server.base + "/api/faces?seed=5&n=4")
+def test_faces_endpoint_returns_a_decodable_png_grid_reproducible_by_seed(client):
+    status, ctype, body = client("/api/faces?seed=5&n=4")
     assert status == 200 and ctype == "image/png"
     image = Image.open(io.BytesIO(body))
     assert image.format == "PNG" and image.size == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2)
-    assert _get(server.base + "/api/faces?seed=5&n=4")[2] == body
-    assert _get(server.base + "/api/faces?seed=6&n=4")[2] != body
+    assert client("/api/faces?seed=5&n=4")[2] == body
+    assert client("/api/faces?seed=6&n=4")[2] != body
 
 
-def test_walk_and_info_endpoints(server):
-    status, ctype, body = _get(server.base + "/api/walk?a=1&b=2&t=0.25")
+def test_walk_and_info_endpoints(client):
+    status, ctype, body = client("/api/walk?a=1&b=2&t=0.25")
     assert status == 200 and Image.open(io.BytesIO(body)).size == (256, 256)
-    status, ctype, body = _get(server.base + "/api/info")
+    status, ctype, body = client("/api/info")
     assert status == 200 and json.loads(body)["nz"] == 100
 
 
@@ -134,19 +149,35 @@ def test_walk_and_info_endpoints(server):
     ("/api/walk?a=1&b=2&t=2", "t must be in"),
     ("/api/walk?b=2", "missing parameter a"),
 ])
-def test_bad_parameters_get_400_with_a_message(server, query, fragment):
-    status, ctype, body = _get(server.base + query)
+def test_bad_parameters_get_400_with_a_message(client, query, fragment):
+    status, ctype, body = client(query)
     assert status == 400 and ctype == "application/json"
     assert fragment in json.loads(body)["error"]
 
 
-def test_server_binds_to_localhost_by_default(server):
-    assert server.banner.strip().endswith(f"on {server.base}/")  # started without --host
+def _listening(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at ``port`` (Linux's /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+@pytest.mark.slow
+def test_the_server_answers_over_http_and_listens_on_localhost_only(server):
+    status, ctype, body = _get(server.base + "/api/faces?seed=5&n=4")
+    assert status == 200 and ctype == "image/png" and Image.open(io.BytesIO(body)).format == "PNG"
+    assert _get(server.base + "/api/faces?n=0")[0] == 400
+    assert _listening(int(server.base.rsplit(":", 1)[1])) == {"127.0.0.1"}  # started without --host
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian's chromium and chromium-driver")
 def test_page_in_headless_chromium_new_faces_changes_the_image(server, tmp_path):
     from selenium import webdriver

@@ -1,28 +1,31 @@
 """The run's handlers on a real Engine over real image files: firing order at epoch end,
-snapshots, weight init, the NaN guard and interruptions."""
+snapshots, weight init, the NaN guard, interruptions and the plots' time share."""
 
 import pytest
 import torch
 from helpers import checkpoint_names
 from ignite.engine import Events
 
-from animegan_ignite.cli import Diverged
 from animegan_ignite.config import Config
 from animegan_ignite.data import make_split, make_train_loader
-from animegan_ignite.engine import build_gan
+from animegan_ignite.errors import Diverged
+from animegan_ignite.gan import build_gan
 from animegan_ignite.handlers import PlotExport, setup_handlers
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.train import build_trainer
+from animegan_ignite.trainer import build_trainer
 
 
-def _setup(image_dir, run_path, snapshot_every=100, epochs=3, checkpoint_every=0):
+def _setup(image_dir, run_path, snapshot_every=100, epochs=3, checkpoint_every=0, clock=None):
     """A tiny GAN in a real trainer with every handler; 104 train images / 8 = 13 iterations."""
-    cfg = Config(nz=16, ngf=8, ndf=8, batch_size=8, eval_size=16, snapshot_every=snapshot_every,
-                 epochs=epochs, progress=False, eval_every=0, checkpoint_every=checkpoint_every)
+    cfg = Config(data_dir=str(image_dir), recipe="dcgan", nz=16, ngf=8, ndf=8, batch_size=8,
+                 eval_size=16, snapshot_every=snapshot_every, epochs=epochs, progress=False,
+                 eval_every=0, checkpoint_every=checkpoint_every)
     torch.manual_seed(0)
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, torch.device("cpu"))
     trainer, ctx, _ = build_trainer(cfg, RunDir(run_path), gan)
+    if clock is not None:
+        ctx.clock = clock
     setup_handlers(trainer, ctx)
     split = make_split(str(image_dir), eval_size=16, batch_size=8, seed=0)
     return trainer, ctx, make_train_loader(split.train, 8, num_workers=0, seed=0)
@@ -32,7 +35,7 @@ def _run(trainer, ctx, loader, epochs):
     try:
         trainer.run(loader, max_epochs=epochs)
     finally:
-        ctx.history.close()
+        ctx.close()
 
 
 def test_snapshots_exactly_at_multiples_of_n_and_losses_every_iteration(image_dir, tmp_path):
@@ -119,19 +122,21 @@ def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir,
     assert len(saved["run_state"]["rng"]) == 1  # the RNG states at the end of iteration 4
 
 
-def test_plots_are_redrawn_at_most_a_tenth_of_the_time_but_always_at_the_last_epoch(image_dir,
-                                                                                  tmp_path):
-    trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=4)
-    losses = tmp_path / "plots" / "losses.png"
+def test_plots_take_at_most_a_tenth_of_the_time_but_the_last_epoch_is_always_drawn(image_dir,
+                                                                                 tmp_path):
+    # A clock on which each redraw takes 100 s and each epoch 1 s: after the first epoch's
+    # redraw the next is due 900 s later, so epochs 2 and 3 skip it and the last draws anyway.
+    now = [0.0]
+
+    def clock():
+        now[0] += 0.5
+        return now[0]
+
+    trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=4, clock=clock)
     drawn = []
-
-    @trainer.on(Events.EPOCH_COMPLETED)
-    def plot_time(engine):  # after the epoch end's handlers
-        drawn.append(losses.stat().st_mtime_ns)
-
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: drawn.append(
+        (tmp_path / "plots" / "losses.png").stat().st_mtime_ns))
     _run(trainer, ctx, loader, 4)
-    # A redraw takes far longer than these tiny epochs: epoch 1 draws, 2 and 3 wait for 9x the
-    # redraw's time, the last is drawn regardless.
     assert drawn[0] == drawn[1] == drawn[2] < drawn[3]
     assert read_history(tmp_path)[-1]["epoch"] == 4
 
@@ -160,3 +165,23 @@ def test_checkpoint_every_n_iterations_inside_epochs_and_the_latest_two_kept(ima
     assert seen[26] == ["checkpoint_25.pt", "checkpoint_26.pt"]
     mid = torch.load(tmp_path / "checkpoints" / "checkpoint_25.pt")
     assert mid["trainer"]["iteration"] == 25 and len(mid["run_state"]["rng"]) == 1
+
+
+def test_a_rotated_checkpoint_is_deleted_only_after_the_next_one_is_complete(image_dir, tmp_path):
+    """ignite deletes the oldest file first; a write failing then would leave one fewer."""
+    trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=3)
+    during = []
+    saver = ctx.regular.save_handler
+    write = saver.__class__.__call__
+
+    def watching(self, checkpoint, filename, metadata=None):
+        during.append(checkpoint_names(tmp_path))
+        write(self, checkpoint, filename, metadata)
+
+    saver.__class__.__call__ = watching
+    try:
+        _run(trainer, ctx, loader, 3)
+    finally:
+        saver.__class__.__call__ = write
+    assert during[2] == ["checkpoint_13.pt", "checkpoint_26.pt"]  # both there while 39 is written
+    assert checkpoint_names(tmp_path) == ["checkpoint_26.pt", "checkpoint_39.pt"]

@@ -37,13 +37,30 @@ def test_no_import_circles_in_the_package():
 
     for module in graph:
         visit(module)
-    assert {"cli", "handlers", "images", "rundir"} <= set(graph)
+    assert {"errors", "handlers", "images", "rundir", "resume"} <= set(graph)
 
 
 def test_serve_and_generate_load_neither_the_trainer_nor_the_data_pipeline():
-    code = ("import sys, animegan_ignite.serve, animegan_ignite.generate; "
+    code = ("import sys, animegan_ignite.webapp, animegan_ignite.faces, "
+            "animegan_ignite.checkpoints; "
             "print(sorted(m for m in sys.modules if m.startswith('animegan_ignite')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = {m.split(".")[-1] for m in eval(out.stdout)}
-    assert not loaded & {"train", "handlers", "data", "cache", "images", "evaluation", "config"}
-    assert {"serve", "generate", "cli", "checkpoint"} <= loaded
+    assert not loaded & {"trainer", "handlers", "data", "cache", "images", "quality", "config"}
+    assert {"webapp", "faces", "checkpoints", "models"} <= loaded
+
+
+COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
+
+
+def test_each_command_module_is_light_and_each_library_module_is_not_a_command():
+    """A command parses and checks its flags, then imports the library that does the work."""
+    graph = _imports()
+    light = {"config", "errors", "paths", "rundir"}
+    for command in COMMANDS:
+        top = {node.module.split(".")[0] for node in ast.parse(
+            (PACKAGE / f"{command}.py").read_text()).body
+            if isinstance(node, ast.ImportFrom) and node.level == 1}
+        assert top <= light, (command, top - light)
+    for module in set(graph) - set(COMMANDS):
+        assert "def main(" not in (PACKAGE / f"{module}.py").read_text(), module

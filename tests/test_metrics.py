@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from animegan_ignite.metrics import FeatureStats, fid_from_stats, inception_score
+from animegan_ignite.metrics import FeatureStats, fid_from_features, fid_from_stats, inception_score
 
 
 def scipy_fid(x: np.ndarray, y: np.ndarray) -> float:
@@ -70,6 +70,7 @@ def test_fid_equals_scipy_reference_and_torchmetrics(shift, scale):
     assert ours > 0.1
 
 
+@pytest.mark.slow
 def test_fid_with_2048_singular_covariances_matches_scipy():
     # fewer samples than features: rank-deficient covariances, as in small evaluations
     real, fake = _features(n=1000, d=2048, seed=3), _features(n=1000, d=2048, seed=4, shift=0.05)
@@ -104,3 +105,13 @@ def test_inception_score_bounds():
     one_class = torch.zeros(100, 10, dtype=torch.float64)
     one_class[:, 3] = 50
     assert inception_score(one_class, splits=10)[0] == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, 40, 63, 64, 65, 200])
+def test_fid_from_samples_equals_scipy_below_and_above_the_feature_count(n):
+    """Fewer samples than features take the n x n route; it must give the reference's FID."""
+    real = _features(n=300, seed=1)
+    fake = _features(n=n, seed=2, shift=0.2, scale=1.3)
+    mu, sigma = _stats(real)
+    assert fid_from_features(fake, mu, sigma) == pytest.approx(
+        scipy_fid(fake.double().numpy(), real.double().numpy()), rel=1e-7)

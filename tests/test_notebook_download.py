@@ -7,7 +7,7 @@ import os
 
 import nbformat
 import pytest
-from helpers import REPO, run_cli
+from helpers import REPO, run_main
 from nbclient import NotebookClient
 from PIL import Image
 
@@ -43,6 +43,7 @@ RESUME_FROM = {str(resume_from) if resume_from else None!r}
     assert any("image/png" in o.get("data", {}) for o in outputs)  # plots and faces shown inline
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("gloo")
 def test_kaggle_notebook_runs_on_cpu_and_a_second_session_continues_the_run(tmp_path):
     first, second = tmp_path / "session1" / "run", tmp_path / "session2" / "run"
@@ -64,7 +65,7 @@ def test_kaggle_notebook_runs_on_cpu_and_a_second_session_continues_the_run(tmp_
 def test_download_kaggle_without_the_extra_is_a_one_line_error(tmp_path):
     if importlib.util.find_spec("kagglehub") is not None:
         pytest.skip("kagglehub is installed here")
-    r = run_cli("train", "--download", "kaggle", "--output-dir", tmp_path / "run")
+    r = run_main("train", "--download", "kaggle", "--output-dir", tmp_path / "run")
     assert r.returncode == 2 and "pip install 'animegan-ignite[kaggle]'" in r.stderr
     assert "--data-dir" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -73,7 +74,7 @@ def test_download_hf_offline_is_a_one_line_error_pointing_to_data_dir(tmp_path):
     env_offline = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path)}
     os.environ.update(env_offline)
     try:
-        r = run_cli("train", "--download", "hf:someone/anime-faces", "--cache-dir", tmp_path / "c",
+        r = run_main("train", "--download", "hf:someone/anime-faces", "--cache-dir", tmp_path / "c",
                     "--output-dir", tmp_path / "run")
     finally:
         for k in env_offline:
@@ -84,7 +85,7 @@ def test_download_hf_offline_is_a_one_line_error_pointing_to_data_dir(tmp_path):
 
 
 def test_bad_download_spec_exits_2(tmp_path):
-    r = run_cli("train", "--download", "ftp://x", "--output-dir", tmp_path / "run")
+    r = run_main("train", "--download", "ftp://x", "--output-dir", tmp_path / "run")
     assert r.returncode == 2 and "expected 'kaggle' or 'hf:NAME'" in r.stderr
 
 

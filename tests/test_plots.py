@@ -7,11 +7,11 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import REPO, TINY, run_cli
+from helpers import REPO, TINY, run_main
 from PIL import Image
 
-from animegan_ignite.history import read_history
-from animegan_ignite.plots import export_plots
+from animegan_ignite.figures import export_plots
+from animegan_ignite.history import read_history, split_history
 
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("plots")
@@ -26,9 +26,9 @@ def finished_run(tmp_path_factory):
     from helpers import write_images
     write_images(root / "data", 120)
     run = root / "run"
-    r = run_cli("train", "--data-dir", root / "data", "--output-dir", run, "--epochs", "2",
-                "--eval-size", "16", "--snapshot-every", "5", "--inception-weights", "pool3",
-                "--cache-dir", root / "cache", *TINY)
+    r = run_main("train", "--data-dir", root / "data", "--output-dir", run, "--epochs", "2",
+                 "--eval-size", "10", "--snapshot-every", "5", "--inception-weights", "pool3",
+                 "--cache-dir", root / "cache", *TINY)
     assert r.returncode == 0, r.stderr
     return run
 
@@ -38,13 +38,17 @@ def plot_script(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+def plot(*args):
+    return run_main("plot", *args)
+
+
 def test_trainer_draws_every_figure_as_valid_images(finished_run):
     plots = finished_run / "plots"
     for name in FIGURES:
         with Image.open(plots / name) as im:
             assert im.format == "PNG" and im.width >= 600 and im.height >= 300, name
     with Image.open(plots / "training.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames == 5  # snapshots at 5, 10, 15, 20, 25
+        assert gif.format == "GIF" and gif.n_frames == 5  # snapshots at 5, 10, ..., 25 of 27
         assert gif.width >= 500
         gif.seek(gif.n_frames - 1)  # the last frame is the last snapshot, below its label
         frame = np.asarray(gif.convert("RGB"), dtype=float)[22:]
@@ -55,8 +59,8 @@ def test_trainer_draws_every_figure_as_valid_images(finished_run):
     assert np.abs(frame - snapshot).mean() < 8
 
 
-def test_plot_metrics_redraws_into_another_folder(finished_run, tmp_path):
-    r = plot_script(finished_run, "--out", tmp_path / "figs")
+def test_plot_redraws_into_another_folder(finished_run, tmp_path):
+    r = plot(finished_run, "--out", tmp_path / "figs")
     assert r.returncode == 0, r.stderr
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
     assert written == sorted([*FIGURES, "training.gif"])
@@ -73,15 +77,34 @@ def test_a_run_with_no_metrics_still_gets_its_loss_plots(finished_run, tmp_path)
     names = {p.name for p in report.written}
     assert {"losses.png", "d_outputs.png", "summary.png"} <= names and "metrics.png" not in names
     assert any("FID/IS" in m for m in report.missing)
-    r = plot_script(run)
+    r = plot(run)
     assert r.returncode == 0 and "missing FID/IS" in r.stdout
 
 
-def test_plot_metrics_on_a_folder_that_is_not_a_run_exits_2(tmp_path):
-    r = plot_script(tmp_path)
+def test_plot_on_a_folder_that_is_not_a_run_exits_2(tmp_path):
+    r = plot(tmp_path)
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
-    assert plot_script(tmp_path / "missing").returncode == 2
+    assert plot(tmp_path / "missing").returncode == 2
+
+
+@pytest.mark.slow
+def test_the_plot_script_is_the_plot_command(finished_run, tmp_path):
+    r = plot_script(finished_run, "--out", tmp_path / "figs")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "figs" / "summary.png").exists()
+    assert plot_script(tmp_path / "nothing").returncode == 2
+
+
+def test_a_history_with_foreign_lines_still_plots(finished_run, tmp_path):
+    """Valid JSON that is not a record (a list, a number) is skipped like a cut-off line."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    with (run / "history.jsonl").open("a") as f:
+        f.write("[1, 2]\n42\n{\"kind\": \"iteration\"\n")
+    r = plot(run, "--out", tmp_path / "figs")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "figs" / "losses.png").exists()
 
 
 def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run):
@@ -92,23 +115,27 @@ def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run
     assert "Total params:" in (finished_run / "train.log").read_text()
 
 
-def test_tensorboard_flag_needs_tensorboard_or_logs_events(image_dir, tmp_path):
-    import importlib.util
-    args = ["--data-dir", image_dir, "--epochs", "1", "--eval-size", "16", "--eval-every", "0",
-            "--tensorboard",
-            "--output-dir", tmp_path / "run", *TINY]
-    r = run_cli("train", *args)
-    if importlib.util.find_spec("tensorboard") is None:
-        assert r.returncode == 2 and 'pip install -e ".[tensorboard]"' in r.stderr
-    else:
-        assert r.returncode == 0, r.stderr
-        assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+def test_tensorboard_gets_every_iteration_and_epoch_the_history_has(image_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    r = run_main("train", "--data-dir", image_dir, "--epochs", "2", "--eval-size", "16",
+                 "--eval-every", "0", "--logger", "tensorboard", "--snapshot-every", "10",
+                 "--output-dir", run, *TINY)
+    assert r.returncode == 0, r.stderr
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    iters, epochs = split_history(read_history(run))
+    for tag, records, key in (("train/loss_d", iters, "loss_d"), ("epoch/loss_g", epochs, "loss_g")):
+        logged = events.Scalars(tag)
+        assert [e.step for e in logged] == [r["iteration"] for r in records]
+        assert [e.value for e in logged] == pytest.approx([r[key] for r in records], rel=1e-6)
+    assert [e.step for e in events.Images("fixed_noise")] == [10, 20]
 
 
 def test_a_single_evaluation_is_plotted_on_whole_epochs():
     from matplotlib.figure import Figure
 
-    from animegan_ignite.plots import draw_fid, draw_is
+    from animegan_ignite.figures import draw_fid, draw_is
 
     epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128,
                "is_mean": 2.5, "is_std": 0.1}]

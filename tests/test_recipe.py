@@ -6,11 +6,11 @@ import signal
 
 import pytest
 import torch
-from helpers import TINY, checkpoint_names, run_cli, start_cli, wait_for_iteration, write_images
+from helpers import TINY, checkpoint_names, run_main, start_cli, wait_for_iteration, write_images
 
-from animegan_ignite.augment import DiffAugment, color, cut, cutout, parse_policy, translate, translation
-from animegan_ignite.config import Config, make_config
-from animegan_ignite.engine import LOSSES, build_gan, make_training_step
+from animegan_ignite.augment import DiffAugment, color, cut, cutout, translate, translation
+from animegan_ignite.config import Config, make_config, parse_policy
+from animegan_ignite.gan import LOSSES, build_gan, make_training_step
 from animegan_ignite.handlers import cosine_factor, ema_momentum
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.models import Discriminator, dcgan_weights_init
@@ -144,7 +144,7 @@ GOLDEN_DCGAN = [  # the first six iterations of the seed design before recipes e
 
 def test_recipe_dcgan_gives_the_seed_designs_losses(tmp_path):
     write_images(tmp_path / "data", 120, ext=".png")
-    r = run_cli("train", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "run",
+    r = run_main("train", "--data-dir", tmp_path / "data", "--output-dir", tmp_path / "run",
                 "--epochs", "1", "--eval-size", "16", "--eval-every", "0", "--recipe", "dcgan",
                 *TINY)
     assert r.returncode == 0, r.stderr
@@ -160,16 +160,17 @@ SLOW = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0"
         "--eval-size", "32", "--eval-every", "0"]
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_ema_weights(big_dir, tmp_path):
     args = ["--data-dir", big_dir, "--epochs", "3", *SLOW, *FULL]
-    assert run_cli("train", *args, "--output-dir", tmp_path / "whole").returncode == 0
+    assert run_main("train", *args, "--output-dir", tmp_path / "whole").returncode == 0
     # checkpointed every 4 iterations too (4, 8, 9 the epoch end, 12, 16), so the run resumes
     # from inside an epoch
     proc = start_cli([*args, "--output-dir", tmp_path / "cut", "--checkpoint-every", "4"])
     wait_for_iteration(tmp_path / "cut", 14, proc)  # inside epoch 2, checkpoint_12.pt written
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    r = run_cli("train", "--resume", tmp_path / "cut")
+    r = run_main("train", "--resume", tmp_path / "cut")
     assert r.returncode == 0, r.stderr
     assert re.search(r"resumed inside epoch 2, at iteration (12|16)\n", r.stderr), r.stderr[-2000:]
     whole, cut_run = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_27.pt")
@@ -187,7 +188,7 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_ema_weights(big
 def test_the_full_recipe_trains_from_the_cache_in_bf16_and_generates_from_either_weights(
         image_dir, tmp_path):
     run = tmp_path / "run"
-    r = run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+    r = run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
                 "--eval-size", "16", "--inception-weights", "pool3", "--cache", "--cache-dir",
                 tmp_path / "cache", "--precision", "bf16", *TINY, *FULL)
     assert r.returncode == 0, r.stderr
@@ -196,7 +197,7 @@ def test_the_full_recipe_trains_from_the_cache_in_bf16_and_generates_from_either
     ckpt = torch.load(run / "checkpoints" / checkpoint_names(run)[-1])
     assert "ema" in ckpt and "parametrizations.weight.original" in "".join(ckpt["netD"])
     for weights in ("ema", "raw"):
-        r = run_cli("generate", "--checkpoint", run, "--grid", tmp_path / f"{weights}.png",
+        r = run_main("generate", "--checkpoint", run, "--grid", tmp_path / f"{weights}.png",
                     "--num", "4", "--weights", weights)
         assert r.returncode == 0, r.stderr
     assert (tmp_path / "ema.png").read_bytes() != (tmp_path / "raw.png").read_bytes()
@@ -204,10 +205,10 @@ def test_the_full_recipe_trains_from_the_cache_in_bf16_and_generates_from_either
 
 def test_asking_for_ema_weights_of_a_run_without_ema_is_a_one_line_error(image_dir, tmp_path):
     run = tmp_path / "run"
-    assert run_cli("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+    assert run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
                    "--eval-size", "16", "--eval-every", "0", "--recipe", "dcgan",
                    *TINY).returncode == 0
-    r = run_cli("generate", "--checkpoint", run, "--grid", tmp_path / "g.png", "--weights", "ema")
+    r = run_main("generate", "--checkpoint", run, "--grid", tmp_path / "g.png", "--weights", "ema")
     assert r.returncode == 2 and "has no EMA generator" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 

@@ -5,11 +5,11 @@ import os
 
 import pytest
 import torch
-from helpers import NO_EVAL, TINY, run_cli, write_images
+from helpers import NO_EVAL, TINY, run_main, write_images
 
 from animegan_ignite.cache import CachedImages, load_or_build
 from animegan_ignite.data import ImageFiles, default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.engine import Speed, build_gan, frozen, make_training_step
+from animegan_ignite.gan import Speed, build_gan, frozen, make_training_step
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.models import Generator, dcgan_weights_init
 
@@ -92,6 +92,7 @@ def _three_steps(speed: Speed):
     return [step(None, batch) for _ in range(3)], gan
 
 
+@pytest.mark.slow
 def test_compiled_step_matches_the_eager_step_and_trains_the_plain_modules():
     eager, eager_gan = _three_steps(Speed())
     compiled, compiled_gan = _three_steps(Speed(compile=True))  # about 30 s of compiling on CPU
@@ -104,20 +105,22 @@ def test_compiled_step_matches_the_eager_step_and_trains_the_plain_modules():
         assert torch.allclose(value.float(), state[name].float(), rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_cli_trains_from_the_cache_in_fp16_and_resumes(image_dir, tmp_path):
     args = ["--data-dir", image_dir, "--output-dir", tmp_path / "run", "--eval-size", "16",
             "--cache", "--cache-dir", tmp_path / "cache", "--precision", "fp16", *TINY, *NO_EVAL]
-    r = run_cli("train", *args, "--epochs", "1")
+    r = run_main("train", *args, "--epochs", "1")
     assert r.returncode == 0, r.stderr
     assert "decoded-image cache" in r.stderr
     assert "fp16 on the CPU is emulated" in r.stderr  # the user hears why it is slow
-    r = run_cli("train", "--resume", tmp_path / "run", "--epochs", "2")
+    r = run_main("train", "--resume", tmp_path / "run", "--epochs", "2")
     assert r.returncode == 0, r.stderr
     iters, _ = split_history(read_history(tmp_path / "run"))
     assert [x["iteration"] for x in iters] == list(range(1, 27))
     assert all(math.isfinite(x["loss_d"]) for x in iters)
 
 
+@pytest.mark.slow
 def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
     import json
     import subprocess
@@ -144,6 +147,7 @@ def test_benchmark_script_runs_and_writes_its_table(image_dir, tmp_path):
     assert "vs (a)" in r.stdout
 
 
+@pytest.mark.slow
 def test_demo_benchmark_times_both_demo_data_paths():
     import re
     import subprocess
@@ -164,6 +168,7 @@ def test_demo_benchmark_times_both_demo_data_paths():
     assert (e - 0.005) / (o + 0.005) - 0.005 <= ratio <= (e + 0.005) / (o - 0.005) + 0.005
 
 
+@pytest.mark.slow
 def test_step_benchmark_checks_both_steps_agree_and_reports_the_ratio():
     import re
     import subprocess

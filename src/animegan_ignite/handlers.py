@@ -72,6 +72,7 @@ class RunContext:
     best: Checkpoint | None = None
     ema: EMAHandler | None = None
     trackers: list[Any] = field(default_factory=list)
+    clock: Callable[[], float] = time.monotonic  # what the plots' time share is measured with
 
     @property
     def fixed_noise(self) -> torch.Tensor:
@@ -92,7 +93,7 @@ class RunContext:
 
 def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     """Attach every handler of the run, in firing order (see the module docstring)."""
-    trainer.register_events(*RunEvents)
+    trainer.register_events(*RunEvents, event_to_attr={RunEvents.EPOCH_RECORDED: "epoch"})
     resume.attach(trainer, ctx.run_state)
     trainer.add_event_handler(Events.STARTED, init_weights, ctx)
     timer = Timer(average=False)
@@ -266,7 +267,7 @@ class EpochEnd:
 
     def __init__(self, ctx: RunContext, timer: Timer) -> None:
         self.ctx, self.timer = ctx, timer
-        self.plots = PlotExport(ctx.run.root)
+        self.plots = PlotExport(ctx.run.root, clock=ctx.clock)
 
     def due(self, epoch: int) -> bool:
         cfg = self.ctx.cfg

@@ -5,6 +5,10 @@
   (symmetric, from ``eigh``), ``S1 S2`` is similar to the symmetric PSD matrix ``A S2 A``, so
   ``Tr (S1 S2)^(1/2) = sum sqrt(eig(A S2 A))``. This equals scipy's ``sqrtm`` route to float64
   rounding, is about 6x faster at 2048 features, and never produces complex values.
+  With fewer samples than features (a 128-image demo evaluation), the covariance of the
+  samples has rank below its size, and the non-zero eigenvalues of ``S1 S2`` are those of the
+  small matrix ``X S2 X^T / (n - 1)`` (``X`` the centred samples): :func:`fid_from_features`
+  takes that route, the same number from an n x n instead of a 2048 x 2048 eigenproblem.
 - IS (Salimans et al., 2016): ``exp(E_x KL(p(y|x) || p(y)))`` per split; mean and std over splits.
 
 Features are accumulated as sufficient statistics (count, sum, sum of outer products), which
@@ -78,6 +82,25 @@ def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
     diff = mu1 - mu2
     value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2)
     return float(max(value, 0.0))  # rounding can leave -1e-12 for identical sets
+
+
+def fid_from_features(features: torch.Tensor, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """FID between the samples ``features`` (N, D) and N(mu2, sigma2), in float64; with N <= D
+    through the N x N eigenproblem (see the module docstring)."""
+    x = features.detach().cpu().to(torch.float64).numpy()
+    n, dim = x.shape
+    if n > dim:
+        return fid_from_stats(*FeatureStats.of(features.cpu()).mean_cov(), mu2, sigma2)
+    if n < 2:
+        raise ValueError(f"need at least 2 feature vectors for a covariance, got {n}")
+    mu1 = x.mean(axis=0)
+    centred = x - mu1
+    small = centred @ np.asarray(sigma2, np.float64) @ centred.T / (n - 1)
+    eig = np.linalg.eigvalsh((small + small.T) / 2)
+    diff = mu1 - np.asarray(mu2, np.float64)
+    trace1 = float((centred * centred).sum()) / (n - 1)
+    value = diff @ diff + trace1 + np.trace(sigma2) - 2 * np.sqrt(np.clip(eig, 0, None)).sum()
+    return float(max(value, 0.0))
 
 
 def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:

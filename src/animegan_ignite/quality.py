@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .inception import NUM_FEATURES, Backbone, BackboneChoice
-from .metrics import FeatureStats, fid_from_stats, inception_score
+from .metrics import FeatureStats, fid_from_features, inception_score
 from .models import eval_mode
 from .rundir import atomic_write
 
@@ -252,8 +252,7 @@ def embed_generator(netG: nn.Module, latents: torch.Tensor, backbone: Backbone,
 
 
 def fid_of(features: torch.Tensor, real: RealFeatures) -> float:
-    mu, sigma = FeatureStats.of(features).mean_cov()
-    return fid_from_stats(mu, sigma, real.mu, real.sigma)
+    return fid_from_features(features, real.mu, real.sigma)
 
 
 class Evaluator:

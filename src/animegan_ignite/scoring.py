@@ -20,7 +20,7 @@ from .device import resolve_device
 from .errors import UserError
 from .faces import latents
 from .inception import BackboneChoice, load_backbone
-from .metrics import fid_from_stats, inception_score
+from .metrics import fid_from_features, fid_from_stats, inception_score
 from .quality import (
     IS_SPLITS,
     Evaluator,
@@ -85,7 +85,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.fake:
         return None
     fake = _side(args.fake, "fake", args, choice, device, cache)
-    fid = fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma)
+    fid = (fid_from_features(fake.real.features, real.real.mu, real.real.sigma)
+           if fake.real.features is not None else
+           fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma))
     is_mean = is_std = None
     if fake.logits is not None and fake.logits.shape[0] >= IS_SPLITS:
         is_mean, is_std = inception_score(fake.logits.cpu(), IS_SPLITS)
