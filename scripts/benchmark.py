@@ -1,36 +1,43 @@
-"""Side-by-side speed of this trainer against the plain PyTorch DCGAN loop, in one run.
+"""Every speed figure the README and docs/benchmarks.md quote, measured side by side in one run.
 
-    python scripts/benchmark.py --data-dir ../shared/data/anime-faces-64 [--device cpu|cuda]
+    python scripts/benchmark.py --quick                      # every ratio in under 10 min on 2 cores
+    python scripts/benchmark.py --data-dir DIR --device cuda # the full measurement, on a GPU
 
-Measures, on the same machine, data and batch size (warm-up excluded; medians over repeats taken
-in turns, so that a machine whose speed drifts during the run affects every row alike):
+Sections (``--only`` picks some), each contender measured in turns (a, b, a, b, ...) so that a
+machine that speeds up or slows down midway affects all alike, medians reported as ratios:
 
-  (a) a plain PyTorch loop written like the official DCGAN tutorial (ImageFolder + DataLoader,
-      the same models and step), the baseline;
-  (b) this trainer (ignite Engine + its handlers) on its default data path, and its handlers'
-      own cost per iteration, timed directly by ignite's BasicTimeProfiler;
-  (c) this trainer with --cache (decoded uint8 images, batches gathered on the device);
-  (d) (c) with the fastest of the precision / memory-format / compile options the device
-      supports (bf16 where the GPU has it, else fp16 as on Kaggle's T4s);
-  epoch: seconds of one whole epoch of --epoch-images images (default on a GPU: 63,565, the
-      full Anime Face Dataset, the faces at hand repeated up to that count) with (d)'s settings;
-  data path alone: batches/s of the DataLoader path vs the cache, and the seconds to build the
-      cache with 0 and --workers decoding processes;
-  evaluation: seconds of one per-epoch FID + IS of N generated images with this project's
-      evaluator (one Inception pass per generated image, cached real statistics) vs ignite's
-      FID + InceptionScore used as the seed notebook used them (real and fake through FID, fake
-      again through IS: three passes), on the same backbone network.
+  startup     ``--help`` and a bad flag of each command vs ``python -c "import torch"``;
+  step        the training step with D frozen in G's step (this trainer) vs trainable (the
+              PyTorch tutorial's), after checking both give identical losses;
+  trainer     (a) a plain PyTorch loop written like the DCGAN tutorial (ImageFolder +
+              DataLoader), (b) this trainer (ignite Engine and every handler of a real run but
+              the evaluation), (c) (b) with --cache, (d) (c) with the fastest precision /
+              memory-format / compile option of the device; and the handlers' own cost per
+              iteration, timed by ignite's BasicTimeProfiler;
+  data        batches/s of the DataLoader path vs the cache; decoding every file once with 0
+              vs --workers processes;
+  demo        one synthetic-demo epoch with the faces drawn every epoch by the workers vs drawn
+              once into memory (what --cache does on the demo);
+  evaluation  one epoch-end evaluation of --eval-size images with this project's evaluator
+              (cached real features, one Inception pass per generated image) vs ignite's FID +
+              InceptionScore as the seed notebook used them, on the same backbone.
 
-Prints a table with ratios and writes it as JSON (--out).
+Without --data-dir the synthetic demo's faces are written to a temporary folder as JPEG files.
+Progress (which section, contender and repeat) goes to stderr; the table to stdout; --out FILE
+writes it as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,8 +46,10 @@ from ignite.handlers import BasicTimeProfiler
 from torch import nn
 from torchvision import datasets
 
-from animegan_ignite.cache import CachedBatches, CachedImages, load_or_build
-from animegan_ignite.config import Config
+from animegan_ignite import gan as gan_module
+from animegan_ignite.augment import DiffAugment
+from animegan_ignite.cache import CachedBatches, load_or_build
+from animegan_ignite.config import Config, parse_policy
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.gan import Speed, build_gan
 from animegan_ignite.handlers import setup_handlers
@@ -48,17 +57,123 @@ from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
 from animegan_ignite.quality import Evaluator, eval_latents, to_uint8
 from animegan_ignite.rundir import RunDir
+from animegan_ignite.synthetic import SyntheticFaces
 from animegan_ignite.trainer import build_trainer
 
-FULL_DATASET = 63_565  # images in Kaggle's splcher/animefacedataset
+COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
+SECTIONS = ("startup", "step", "trainer", "data", "demo", "evaluation")
+QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 100,
+         "demo_faces": 800, "faces": 1500}
+FULL = {"batch_size": 128, "warmup": 3, "iters": 20, "repeats": 5, "eval_size": 500,
+        "demo_faces": 2528, "faces": 6000}
 
 
-def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.device,
-                        warmup: int, iters: int) -> float:
-    """(a): the PyTorch DCGAN tutorial's loop. Returns images/s after ``warmup`` iterations."""
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def interleaved_medians(section: str, contenders: dict[str, Callable[[], float]],
+                        repeats: int) -> dict[str, float]:
+    """The median of ``repeats`` measurements of each contender, taken in turns."""
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for r in range(repeats):
+        for name, measure in contenders.items():
+            say(f"[{section}] {name}: repeat {r + 1}/{repeats}")
+            samples[name].append(measure())
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+# --- startup ------------------------------------------------------------------------------------
+
+
+def _wall(argv: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, capture_output=True, timeout=300)
+    return time.perf_counter() - start
+
+
+def startup(args: argparse.Namespace) -> dict:
+    contenders = {"import torch": lambda: _wall([sys.executable, "-c", "import torch"])}
+    for command in COMMANDS:
+        module = [sys.executable, "-m", f"animegan_ignite.{command}"]
+        contenders[f"{command} --help"] = lambda m=module: _wall([*m, "--help"])
+        contenders[f"{command} --bogus"] = lambda m=module: _wall([*m, "--bogus"])
+    medians = interleaved_medians("startup", contenders, args.repeats)
+    torch_s = medians.pop("import torch")
+    print(f"\nstartup, median of {args.repeats} (wall seconds of a fresh process):")
+    print(f"  python -c 'import torch': {torch_s:.2f} s")
+    for name, seconds in medians.items():
+        print(f"  {name:22s} {seconds:.2f} s ({seconds / torch_s:.2f}x the torch import)")
+    return {"import_torch_s": torch_s, "commands_s": medians,
+            "slowest_share_of_torch_import": max(medians.values()) / torch_s}
+
+
+# --- the training step --------------------------------------------------------------------------
+
+
+def _step_runner(frozen_d: bool, width: int, batch: int, device: torch.device):
+    """A fresh GAN (seed 0) and its step with DiffAugment; without ``frozen_d``, gan.frozen is a
+    no-op while the step runs (the step looks it up at every call)."""
+    torch.manual_seed(0)
+    gan = build_gan(100, width, width, 2e-4, 0.5, device)
+    gan.netG.apply(dcgan_weights_init)
+    gan.netD.apply(dcgan_weights_init)
+    step = gan_module.make_training_step(gan, augment=DiffAugment(parse_policy("color,translation")))
+    real = torch.rand(batch, 3, 64, 64, device=device) * 2 - 1
+
+    def run(n: int) -> list[dict[str, float]]:
+        saved = gan_module.frozen
+        if not frozen_d:
+            gan_module.frozen = lambda net: contextlib.nullcontext()
+        try:
+            return [step(None, real) for _ in range(n)]
+        finally:
+            gan_module.frozen = saved
+    return run
+
+
+def _seconds_per_step(frozen_d: bool, args: argparse.Namespace) -> float:
+    run = _step_runner(frozen_d, 64, args.batch_size, args.device)
+    run(args.warmup)
+    _sync(args.device)
+    start = time.perf_counter()
+    run(args.iters)
+    _sync(args.device)
+    return (time.perf_counter() - start) / args.iters
+
+
+def step(args: argparse.Namespace) -> dict:
+    torch.manual_seed(1)
+    frozen = _step_runner(True, 64, args.batch_size, args.device)(3)
+    torch.manual_seed(1)
+    trainable = _step_runner(False, 64, args.batch_size, args.device)(3)
+    if frozen != trainable:
+        raise SystemExit(f"the two steps differ: {frozen} vs {trainable}")
+    medians = interleaved_medians("step", {
+        "D trainable in G's step": lambda: _seconds_per_step(False, args),
+        "D frozen in G's step": lambda: _seconds_per_step(True, args)}, args.repeats)
+    plain, ours = medians.values()
+    print(f"\ntraining step, full size, batch {args.batch_size}, DiffAugment, median of "
+          f"{args.repeats} x {args.iters} steps (losses of 3 steps identical):")
+    print(f"  D trainable in G's step (the tutorial's): {plain * 1000:.1f} ms")
+    print(f"  D frozen in G's step (this trainer's):    {ours * 1000:.1f} ms ({plain / ours:.2f}x faster)")
+    return {"trainable_ms": plain * 1000, "frozen_ms": ours * 1000, "speedup": plain / ours}
+
+
+# --- the trainer against a plain loop -----------------------------------------------------------
+
+
+def plain_tutorial_loop(data_dir: str, args: argparse.Namespace) -> float:
+    """(a): the PyTorch DCGAN tutorial's loop. Returns images/s after the warm-up."""
+    device, batch = args.device, args.batch_size
     dataset = datasets.ImageFolder(root=data_dir, transform=default_transform(64))
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
-                                         num_workers=workers, drop_last=True)
+                                         num_workers=args.workers, drop_last=True)
     netG, netD = Generator().to(device), Discriminator().to(device)
     netG.apply(dcgan_weights_init)
     netD.apply(dcgan_weights_init)
@@ -67,10 +182,10 @@ def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.d
     optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     start = None
     for i, (real, _) in enumerate(loader):
-        if i == warmup:
+        if i == args.warmup:
             _sync(device)
             start = time.perf_counter()
-        if i == warmup + iters:
+        if i == args.warmup + args.iters:
             break
         real = real.to(device)
         b = real.size(0)
@@ -90,22 +205,19 @@ def plain_tutorial_loop(data_dir: str, batch: int, workers: int, device: torch.d
         optG.step()
         _ = (errD_real + errD_fake).item(), errG.item()  # the tutorial logs these every step
     _sync(device)
-    return iters * batch / (time.perf_counter() - start)
+    return args.iters * batch / (time.perf_counter() - start)
 
 
 def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
                 epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None,
                 width: int = 64) -> list[float]:
-    """This project's Engine with every handler of a real run (history, snapshots every 500
-    iterations, running averages, NaN guard, checkpoints at the epoch end; no evaluation) on
-    ``loader``, optionally under ignite's ``profiler``, with networks of ``width`` (ngf = ndf).
-    Returns the clock (after a device sync) at each of the ``marks`` events."""
-    gan = build_gan(100, width, width, 2e-4, 0.5, device)
-    if speed.channels_last:
-        gan.netG.to(memory_format=torch.channels_last)
-        gan.netD.to(memory_format=torch.channels_last)
-    cfg = Config(precision=speed.precision, channels_last=speed.channels_last,
-                 compile=speed.compile, eval_size=0, progress=False, ngf=width, ndf=width)
+    """This project's Engine with every handler of a real run (history, snapshots, running
+    averages, NaN guard, checkpoints at the epoch end; no evaluation), the seed's recipe, on
+    ``loader``. Returns the clock (after a device sync) at each of the ``marks`` events."""
+    cfg = Config(data_dir="benchmark", recipe="dcgan", precision=speed.precision,
+                 channels_last=speed.channels_last, compile=speed.compile, eval_size=0,
+                 progress=False, ngf=width, ndf=width)
+    gan = build_gan(100, width, width, 2e-4, 0.5, device, channels_last=speed.channels_last)
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)
@@ -119,42 +231,15 @@ def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
         if profiler is not None:
             profiler.attach(trainer)
         trainer.run(loader, max_epochs=max_epochs, epoch_length=epoch_length)
-        ctx.history.close()
+        ctx.close()
     return times
 
 
-def trainer_throughput(loader, device: torch.device, batch: int, warmup: int, iters: int,
-                       speed: Speed) -> float:
-    """(b)-(d): images/s of the trainer between iterations ``warmup`` and ``warmup + iters``."""
-    marks = Events.ITERATION_COMPLETED(event_filter=lambda _, i: i in (warmup, warmup + iters))
-    start, end = run_trainer(loader, device, speed, 1, warmup + iters, marks)
-    return iters * batch / (end - start)
-
-
-def handler_overhead(loader, device: torch.device, iters: int) -> dict[str, float]:
-    """The trainer's own cost measured directly, not as a difference of two noisy rates:
-    ignite's BasicTimeProfiler times every per-iteration handler (history, running averages,
-    NaN guard, the snapshot check) and the training step itself."""
-    profiler = BasicTimeProfiler()
-    run_trainer(loader, device, Speed(), 1, iters, Events.COMPLETED, profiler)
-    results = profiler.get_results()
-    per_iteration = ("ITERATION_STARTED", "ITERATION_COMPLETED", "GET_BATCH_STARTED",
-                     "GET_BATCH_COMPLETED")
-    handlers = sum(_total(results["event_handlers_stats"][e]) for e in per_iteration)
-    step = _total(results["processing_stats"])
-    return {"handlers_ms_per_iteration": 1000 * handlers / iters,
-            "step_ms_per_iteration": 1000 * step / iters, "share_of_step": handlers / step}
-
-
-def _total(stats: dict) -> float:
-    return stats["total"] if isinstance(stats["total"], float) else 0.0  # else "not yet triggered"
-
-
-def epoch_seconds(loader, device: torch.device, speed: Speed) -> float:
-    """Wall seconds of one whole training epoch, every handler included: the second of two
-    epochs (the first warms up cuDNN's autotuner and torch.compile)."""
-    times = run_trainer(loader, device, speed, 2, None, Events.EPOCH_STARTED | Events.EPOCH_COMPLETED)
-    return times[3] - times[2]
+def _throughput(loader, speed: Speed, args: argparse.Namespace) -> float:
+    w, n = args.warmup, args.iters
+    marks = Events.ITERATION_COMPLETED(event_filter=lambda _, i: i in (w, w + n))
+    start, end = run_trainer(loader, args.device, speed, 1, w + n, marks)
+    return n * args.batch_size / (end - start)
 
 
 def speed_options(device: torch.device) -> list[Speed]:
@@ -166,16 +251,60 @@ def speed_options(device: torch.device) -> list[Speed]:
             Speed(half, channels_last=True, compile=True)]
 
 
-def build_seconds(files, cache_dir: Path, workers: int) -> float:
-    """Seconds to decode every file into a new decoded-image cache with ``workers`` processes
-    (0: in this process)."""
-    start = time.perf_counter()
-    load_or_build(files, 64, cache_dir, num_workers=workers)
-    return time.perf_counter() - start
+def _label(speed: Speed) -> str:
+    return speed.precision + ("+channels-last" if speed.channels_last else "") + (
+        "+compile" if speed.compile else "")
 
 
-def data_only(loader, batches: int) -> float:
-    """Batches per second of a loader, without training (first batch excluded)."""
+def trainer(args: argparse.Namespace) -> dict:
+    b, device = args.batch_size, args.device
+    split = make_split(args.data_dir, 0, b, 999)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        images, _ = load_or_build(find_images(args.data_dir), 64, Path(cache_dir))
+
+    def default_loader():
+        return make_train_loader(split.train, b, args.workers, 999)
+
+    def cached_loader():
+        return CachedBatches(images.to(device), range(len(images)), b, 999)
+
+    options = {f"(d) cache + {_label(s)}": s for s in speed_options(device)}
+    medians = interleaved_medians("trainer", {
+        "(a) plain PyTorch loop": lambda: plain_tutorial_loop(args.data_dir, args),
+        "(b) this trainer": lambda: _throughput(default_loader(), Speed(), args),
+        "(c) this trainer, --cache": lambda: _throughput(cached_loader(), Speed(), args),
+        **{name: (lambda s=s: _throughput(cached_loader(), s, args)) for name, s in options.items()},
+    }, args.repeats)
+    best = max(options, key=medians.get)
+    rows = {k: v for k, v in medians.items() if k not in options or k == best}
+    say("[trainer] the handlers' own cost (BasicTimeProfiler)")
+    profiler = BasicTimeProfiler()
+    run_trainer(cached_loader(), device, Speed(), 1, args.warmup + args.iters, Events.COMPLETED,
+                profiler)
+    results = profiler.get_results()
+    handlers = sum(_total(results["event_handlers_stats"][e]) for e in (
+        "ITERATION_STARTED", "ITERATION_COMPLETED", "GET_BATCH_STARTED", "GET_BATCH_COMPLETED"))
+    share = handlers / _total(results["processing_stats"])
+    base = rows["(a) plain PyTorch loop"]
+    print(f"\ntrainer, full size, batch {b}, {device}, {args.iters} timed iterations after "
+          f"{args.warmup}, median of {args.repeats}:")
+    for name, ips in rows.items():
+        print(f"  {name:40s} {ips:8.1f} images/s  {ips / base:.3f}x (a)")
+    print(f"  the trainer's handlers: {1000 * handlers / (args.warmup + args.iters):.2f} ms per "
+          f"iteration, {100 * share:.2f}% of the step")
+    return {"images_per_s": rows, "ratio_to_a": {k: v / base for k, v in rows.items()},
+            "d_options_images_per_s": {k: medians[k] for k in options},
+            "handler_share_of_step": share}
+
+
+def _total(stats: dict) -> float:
+    return stats["total"] if isinstance(stats["total"], float) else 0.0  # else "not yet triggered"
+
+
+# --- the data path ------------------------------------------------------------------------------
+
+
+def _batches_per_s(loader, batches: int) -> float:
     batches = min(batches, len(loader) - 1)
     it = iter(loader)
     next(it)
@@ -185,46 +314,64 @@ def data_only(loader, batches: int) -> float:
     return batches / (time.perf_counter() - start)
 
 
-def eval_seconds(data_dir: str, n: int, device: torch.device, weights: str) -> dict:
-    """One per-epoch evaluation, ours vs the seed's ignite FID + InceptionScore."""
-    from ignite.engine import Engine
-    from ignite.metrics import FID, InceptionScore
-
-    choice = load_backbone(weights, device)
-    split = make_split(data_dir, n, 1, 999)
-    netG = Generator().to(device)
-    netG.apply(dcgan_weights_init)
-    latents = eval_latents(n, 100, 999)
-    with tempfile.TemporaryDirectory() as cache:
-        ours = Evaluator(choice, split.eval, latents, device, Path(cache))
-        _ = ours.real  # the real statistics are computed once per data set, then cached
+def _decode_seconds(files, workers: int) -> float:
+    with tempfile.TemporaryDirectory() as cache_dir:
         start = time.perf_counter()
-        ours(netG)
-        ours_s = time.perf_counter() - start
+        load_or_build(files, 64, Path(cache_dir), num_workers=workers)
+        return time.perf_counter() - start
 
-    backbone = choice.backbone
 
-    fid = FID(num_features=2048, feature_extractor=_Extractor(backbone, logits=False),
-              device=device)
-    # offline there are no logits: IS then runs on the same network's features, for cost only
-    is_metric = InceptionScore(num_features=1008 if backbone.has_logits else 2048,
-                               feature_extractor=_Extractor(backbone, logits=True),
-                               output_transform=lambda o: o[0], device=device)
+def data(args: argparse.Namespace) -> dict:
+    b, files = args.batch_size, find_images(args.data_dir)
+    split = make_split(args.data_dir, 0, b, 999)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        images, _ = load_or_build(files, 64, Path(cache_dir))
+    loaders = interleaved_medians("data", {
+        "DataLoader": lambda: _batches_per_s(make_train_loader(split.train, b, args.workers, 999), 20),
+        "cache": lambda: _batches_per_s(CachedBatches(images, range(len(images)), b, 999), 20),
+        f"decode, 0 workers ({len(files)} files)": lambda: _decode_seconds(files, 0),
+        f"decode, {args.workers} workers": lambda: _decode_seconds(files, args.workers),
+    }, args.repeats)
+    dl, cache, one, many = loaders.values()
+    print(f"\ndata path, batch {b}, median of {args.repeats}:")
+    print(f"  DataLoader {dl:.1f} batches/s, cache {cache:.1f} batches/s ({cache / dl:.1f}x)")
+    print(f"  decoding {len(files)} files once: {one:.2f} s in one process, {many:.2f} s with "
+          f"{args.workers} workers ({one / many:.2f}x)")
+    return {"dataloader_batches_per_s": dl, "cache_batches_per_s": cache, "cache_speedup": cache / dl,
+            "decode_s": {"0": one, str(args.workers): many}, "decode_speedup": one / many}
 
-    def step(engine, i):
-        with torch.no_grad():
-            fake = (netG.eval()(latents[i:i + 100].to(device)) + 1) / 2
-        real = torch.stack([(split.eval[j][0] + 1) / 2 for j in range(i, min(i + 100, n))])
-        return fake, real.to(device)
 
-    evaluator = Engine(step)
-    fid.attach(evaluator, "fid")
-    is_metric.attach(evaluator, "is")
-    start = time.perf_counter()
-    evaluator.run(range(0, n, 100), max_epochs=1)
-    seed_s = time.perf_counter() - start
-    return {"n": n, "backbone": backbone.name, "ours_s": ours_s, "seed_ignite_s": seed_s,
-            "speedup": seed_s / ours_s}
+# --- the demo's data path -----------------------------------------------------------------------
+
+
+def _epoch_seconds(loader, width: int) -> float:
+    times = run_trainer(loader, torch.device("cpu"), Speed(), 2, None,
+                        Events.EPOCH_STARTED | Events.EPOCH_COMPLETED, width=width)
+    return times[3] - times[2]  # the second epoch: start-up excluded
+
+
+def demo(args: argparse.Namespace) -> dict:
+    cfg = Config(synthetic_size=args.demo_faces)
+    split_args = (None, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size)
+    drawn = make_split(*split_args)
+    with tempfile.TemporaryDirectory() as nothing_written:
+        once = make_split(*split_args, cache_dir=Path(nothing_written))
+
+    def loader(split):
+        return make_train_loader(split.train, cfg.batch_size, cfg.num_workers, cfg.seed)
+
+    medians = interleaved_medians("demo", {
+        "drawn every epoch": lambda: _epoch_seconds(loader(drawn), cfg.ngf),
+        "drawn once (--cache)": lambda: _epoch_seconds(loader(once), cfg.ngf)}, args.repeats)
+    every, cached = medians.values()
+    print(f"\ndemo epoch ({len(drawn.train)} faces, batch {cfg.batch_size}, width {cfg.ngf}, "
+          f"{cfg.num_workers} workers), median of {args.repeats}:")
+    print(f"  faces drawn every epoch by the workers: {every:.2f} s")
+    print(f"  faces drawn once into memory (--cache): {cached:.2f} s ({every / cached:.2f}x faster)")
+    return {"drawn_every_epoch_s": every, "drawn_once_s": cached, "speedup": every / cached}
+
+
+# --- the evaluation -----------------------------------------------------------------------------
 
 
 class _Extractor(nn.Module):
@@ -239,116 +386,116 @@ class _Extractor(nn.Module):
         return logits if self.logits and logits is not None else features
 
 
-def _label(speed: Speed) -> str:
-    return speed.precision + ("_cl" if speed.channels_last else "") + ("_compile" if speed.compile else "")
+def _seed_ignite_seconds(netG, latents, split, backbone, args) -> float:
+    """ignite's FID and InceptionScore as the seed notebook used them: reals and fakes through
+    FID, fakes again through IS (offline, IS runs on the same network's features: the cost is
+    the same, the value is not an IS)."""
+    from ignite.engine import Engine
+    from ignite.metrics import FID, InceptionScore
+
+    n, device = latents.shape[0], args.device
+    fid = FID(num_features=2048, feature_extractor=_Extractor(backbone, False), device=device)
+    is_metric = InceptionScore(num_features=1008 if backbone.has_logits else 2048,
+                               feature_extractor=_Extractor(backbone, True),
+                               output_transform=lambda o: o[0], device=device)
+
+    def eval_step(engine, i):
+        with torch.no_grad():
+            fake = (netG.eval()(latents[i:i + 100].to(device)) + 1) / 2
+        real = torch.stack([(split.eval[j][0] + 1) / 2 for j in range(i, min(i + 100, n))])
+        return fake, real.to(device)
+
+    evaluator = Engine(eval_step)
+    fid.attach(evaluator, "fid")
+    is_metric.attach(evaluator, "is")
+    start = time.perf_counter()
+    evaluator.run(range(0, n, 100), max_epochs=1)
+    return time.perf_counter() - start
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+def evaluation(args: argparse.Namespace) -> dict:
+    n, device = args.eval_size, args.device
+    choice = load_backbone(args.inception_weights, device)
+    split = make_split(args.data_dir, n, 1, 999)
+    netG = Generator().to(device)
+    netG.apply(dcgan_weights_init)
+    latents = eval_latents(n, 100, 999)
+    with tempfile.TemporaryDirectory() as cache:
+        ours = Evaluator(choice, split.eval, latents, device, Path(cache))
+        say("[evaluation] embedding the real faces once (then cached)")
+        _ = ours.real
+
+        def ours_seconds() -> float:
+            start = time.perf_counter()
+            ours(netG)
+            return time.perf_counter() - start
+
+        medians = interleaved_medians("evaluation", {
+            "this project's evaluator": ours_seconds,
+            "the seed's ignite FID + IS": lambda: _seed_ignite_seconds(
+                netG, latents, split, choice.backbone, args)}, args.repeats)
+    mine, seed = medians.values()
+    print(f"\none evaluation of {n} generated images ({choice.backbone.name}), median of "
+          f"{args.repeats}:")
+    print(f"  this project's evaluator: {mine:.1f} s; the seed's ignite FID + IS: {seed:.1f} s "
+          f"({seed / mine:.2f}x)")
+    return {"n": n, "backbone": choice.backbone.name, "ours_s": mine, "seed_ignite_s": seed,
+            "speedup": seed / mine}
 
 
-def interleaved_medians(contenders: dict, repeats: int) -> dict[str, float]:
-    """The median of ``repeats`` measurements of each contender, taken in turns (a, b, c, a,
-    b, c, ...) so that a machine that slows down or speeds up midway affects all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, measure in contenders.items():
-            samples[name].append(measure())
-    return {name: statistics.median(values) for name, values in samples.items()}
+# --- main ---------------------------------------------------------------------------------------
+
+
+def write_demo_faces(folder: Path, n: int) -> None:
+    """``n`` synthetic demo faces as JPEG files in an ImageFolder layout."""
+    out = folder / "faces"
+    out.mkdir(parents=True)
+    for i, (image, _) in enumerate(SyntheticFaces(n, seed=1)):
+        image.save(out / f"{i:05d}.jpg", quality=95)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--quick", action="store_true", help=f"small counts: {QUICK}")
+    p.add_argument("--data-dir", help="face images (default: demo faces written as JPEG files)")
+    p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--iters", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--eval-size", type=int)
+    p.add_argument("--demo-faces", type=int, help="synthetic faces in the demo section")
+    p.add_argument("--faces", type=int, help="faces written when there is no --data-dir")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--eval-size", type=int, default=200)
-    p.add_argument("--inception-weights", default="auto")
-    p.add_argument("--epoch-images", type=int, default=None,
-                   help="also time one whole epoch of this many images with (d)'s settings "
-                        "(default: 63565, the full Anime Face Dataset, on a GPU; 0 to skip)")
-    p.add_argument("--out", default="benchmark.json")
+    p.add_argument("--inception-weights", default="pool3")
+    p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
-    device, b = torch.device(args.device), args.batch_size
-    if args.epoch_images is None:
-        args.epoch_images = FULL_DATASET if device.type == "cuda" else 0
-    if device.type == "cuda":  # every row, (a) included: fixed shapes, cuDNN's fastest kernels
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda":  # every contender: fixed shapes, cuDNN's fastest kernels
         torch.backends.cudnn.benchmark = True
-    run = {"warmup": args.warmup, "iters": args.iters}
-
-    with tempfile.TemporaryDirectory() as cache_dir:
-        files = find_images(args.data_dir)
-        build = {f"{w}_workers": build_seconds(files, Path(cache_dir) / str(w), w)
-                 for w in sorted({0, args.workers})}
-        images, good = load_or_build(files, 64, Path(cache_dir) / str(args.workers))
-        cached = CachedImages(images, good)
-        plain_split = make_split(args.data_dir, 0, b, 999)
-
-        def default_loader():
-            return make_train_loader(plain_split.train, b, args.workers, 999)
-
-        candidates = {f"d_trainer_cache_{_label(s)}": s for s in speed_options(device)}
-
-        def cached_loader():
-            return CachedBatches(cached.images.to(device), range(len(cached)), b, 999)
-
-        def ours(loader, speed):
-            return lambda: trainer_throughput(loader(), device, b, speed=speed, **run)
-
-        contenders = {
-            "a_plain_pytorch": lambda: plain_tutorial_loop(args.data_dir, b, args.workers, device, **run),
-            "b_trainer_default": ours(default_loader, Speed()),
-            "c_trainer_cache": ours(cached_loader, Speed()),
-            **{name: ours(cached_loader, speed) for name, speed in candidates.items()},
-        }
-        medians = interleaved_medians(contenders, args.repeats)
-        best_d = max(candidates, key=medians.get)
-        best = candidates[best_d]
-        rows = {k: v for k, v in medians.items() if k not in candidates or k == best_d}
-        overhead = handler_overhead(cached_loader(), device, args.warmup + args.iters)
-        epoch = None
-        if args.epoch_images:  # the cached faces repeated up to a full data set's count
-            tiled = CachedBatches(cached.images.to(device), [i % len(cached) for i in
-                                                             range(args.epoch_images)], b, 999)
-            epoch = {"images": len(tiled) * b, "speed": _label(best),
-                     "seconds": epoch_seconds(tiled, device, best)}
-        data = interleaved_medians({"dataloader_batches_per_s": lambda: data_only(default_loader(), 20),
-                                    "cache_batches_per_s": lambda: data_only(cached_loader(), 20)},
-                                   args.repeats)
-        data["cache_speedup"] = data["cache_batches_per_s"] / data["dataloader_batches_per_s"]
-        data["cache_build_seconds"] = build
-    evaluation = eval_seconds(args.data_dir, args.eval_size, device, args.inception_weights)
-
-    base = rows["a_plain_pytorch"]
-    print(f"device {device}, batch {b}, {args.iters} timed iterations after {args.warmup} "
-          f"warm-up, median of {args.repeats}")
-    print(f"{'path':32s} {'images/s':>10s} {'vs (a)':>8s}")
-    for name, ips in rows.items():
-        print(f"{name:32s} {ips:10.1f} {ips / base:8.3f}")
-    print(f"the trainer's own handlers (ignite BasicTimeProfiler): "
-          f"{overhead['handlers_ms_per_iteration']:.2f} ms per iteration, "
-          f"{100 * overhead['share_of_step']:.2f}% of the step's {overhead['step_ms_per_iteration']:.0f} ms")
-    print(f"data path alone: DataLoader {data['dataloader_batches_per_s']:.1f} batches/s, cache "
-          f"{data['cache_batches_per_s']:.1f} batches/s ({data['cache_speedup']:.1f}x)")
-    print(f"building the cache of {len(files)} images: " + ", ".join(
-        f"{k.replace('_', ' ')} {v:.1f} s" for k, v in build.items()))
-    if epoch:
-        print(f"one epoch of {epoch['images']} images with {epoch['speed']}: "
-              f"{epoch['seconds']:.1f} s (training only; every handler but the evaluation)")
-    print(f"evaluation of {evaluation['n']} images: ours {evaluation['ours_s']:.1f} s, seed's "
-          f"ignite FID+IS {evaluation['seed_ignite_s']:.1f} s ({evaluation['speedup']:.2f}x); "
-          f"backbone {evaluation['backbone']}")
-    result = {"device": str(device), "batch_size": b, **run, "repeats": args.repeats,
-              "images_per_s": rows, "ratio_to_a": {k: v / base for k, v in rows.items()},
-              "d_candidates_images_per_s": {k: medians[k] for k in candidates},
-              "handler_overhead": overhead, "data_path": data, "epoch": epoch, "evaluation": evaluation}
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    sections = args.only.split(",")
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"error: unknown section(s) {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(SECTIONS)}")
+    results = {"device": str(args.device), "threads": torch.get_num_threads(),
+               "settings": {k: getattr(args, k) for k in (*QUICK, "workers")}}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.data_dir is None and {"trainer", "data", "evaluation"} & set(sections):
+            say(f"[setup] writing {args.faces} synthetic faces as JPEG files")
+            write_demo_faces(Path(tmp), args.faces)
+            args.data_dir = tmp
+        for name in sections:
+            started = time.perf_counter()
+            results[name] = globals()[name](args)
+            say(f"[{name}] done in {time.perf_counter() - started:.0f} s")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,17 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from animegan_ignite.metrics import FeatureStats, fid_from_features, fid_from_stats, inception_score
+from animegan_ignite.metrics import (
+    FeatureStats,
+    fid_from_features,
+    fid_from_stats,
+    inception_score,
+    kid,
+    kid_real_kernel,
+    knn_radii,
+    prdc,
+    vendi,
+)
 
 
 def scipy_fid(x: np.ndarray, y: np.ndarray) -> float:
@@ -115,3 +125,70 @@ def test_fid_from_samples_equals_scipy_below_and_above_the_feature_count(n):
     mu, sigma = _stats(real)
     assert fid_from_features(fake, mu, sigma) == pytest.approx(
         scipy_fid(fake.double().numpy(), real.double().numpy()), rel=1e-7)
+
+
+# --- KID, precision/recall/density/coverage, Vendi against their reference libraries -----------
+
+
+def test_kid_equals_torch_fidelity_on_the_same_features_and_subsets():
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    fake = _features(n=300, d=64, seed=3, shift=0.1).double()
+    real = _features(n=250, d=64, seed=4).double()
+    ref = kid_features_to_metric(fake, real, kid_subsets=20, kid_subset_size=100, rng_seed=2020,
+                                 kid_kernel="poly", kid_kernel_poly_degree=3,
+                                 kid_kernel_poly_gamma=None, kid_kernel_poly_coef0=1, verbose=False)
+    mean, std = kid(fake, real, subsets=20, subset_size=100)
+    assert mean == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-6)
+    assert std == pytest.approx(ref["kernel_inception_distance_std"], rel=1e-6)
+    # the real kernel kept across evaluations gives the same number
+    assert kid(fake, real, kid_real_kernel(real), subsets=20, subset_size=100) == (mean, std)
+
+
+def test_kid_is_near_zero_for_one_distribution_and_grows_with_the_shift():
+    x = _features(n=800, seed=5)  # two halves of one distribution
+    real, fake = x[:400], x[400:]
+    same = abs(kid(fake, real, subsets=20, subset_size=200)[0])
+    shifted = [kid(fake + s, real, subsets=20, subset_size=200)[0] for s in (0.2, 0.5)]
+    assert same < 0.05 * shifted[0] < shifted[0] < shifted[1]
+
+
+def test_prdc_equals_the_prdc_package_exactly():
+    from prdc import compute_prdc
+
+    real = _features(n=200, d=32, seed=7).double()
+    fake = _features(n=150, d=32, seed=8, shift=0.15, scale=0.8).double()
+    ref = compute_prdc(real.numpy(), fake.numpy(), nearest_k=3)
+    ours = prdc(real, fake, k=3)
+    assert ours == {k: float(v) for k, v in ref.items()}
+    assert prdc(real, fake, 3, knn_radii(real, 3)) == ours
+
+
+def test_precision_falls_when_fakes_leave_the_reals_and_recall_when_they_collapse():
+    x = _features(n=600, d=32, seed=9)  # two halves of one distribution
+    real, fake = x[:300], x[300:]
+    good = prdc(real, fake)
+    away = prdc(real, fake + 3.0)
+    collapsed = prdc(real, fake.mean(0) + 0.05 * (fake - fake.mean(0)))
+    assert good["precision"] > 0.6 and good["recall"] > 0.6
+    assert away["precision"] < 0.05  # fidelity lost: precision, not recall, says so first
+    assert collapsed["recall"] < 0.1 < collapsed["precision"]  # diversity lost
+
+
+def test_vendi_equals_the_vendi_score_package_and_counts_distinct_samples():
+    from vendi_score import vendi as reference
+
+    for n in (50, 100):  # fewer and more samples than features
+        x = _features(n=n, d=64, seed=11).double()
+        assert vendi(x) == pytest.approx(reference.score_X(x.numpy()), rel=1e-6)
+        assert vendi(x) == pytest.approx(reference.score_dual(x.numpy()), rel=1e-6)
+    basis = torch.eye(8, 16, dtype=torch.float64)  # 8 orthogonal samples, each repeated 5 times
+    assert vendi(basis.repeat(5, 1)) == pytest.approx(8.0)
+    assert vendi(basis[:1].repeat(40, 1)) == pytest.approx(1.0)
+
+
+def test_too_few_samples_are_refused_not_scored():
+    x = _features(n=3, d=8)
+    for score in (lambda: kid(x[:1], x), lambda: prdc(x, x, k=3), lambda: vendi(x[:1])):
+        with pytest.raises(ValueError, match="need"):
+            score()

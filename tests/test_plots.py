@@ -76,9 +76,9 @@ def test_a_run_with_no_metrics_still_gets_its_loss_plots(finished_run, tmp_path)
     report = export_plots(run)
     names = {p.name for p in report.written}
     assert {"losses.png", "d_outputs.png", "summary.png"} <= names and "metrics.png" not in names
-    assert any("FID/IS" in m for m in report.missing)
+    assert any("scores" in m for m in report.missing)
     r = plot(run)
-    assert r.returncode == 0 and "missing FID/IS" in r.stdout
+    assert r.returncode == 0 and "missing scores" in r.stdout
 
 
 def test_plot_on_a_folder_that_is_not_a_run_exits_2(tmp_path):

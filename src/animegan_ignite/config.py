@@ -207,6 +207,8 @@ class Config:
                               "0 = never", demo=12, lo=0)
     eval_batch_size: int = setting(100, int, "evaluation", "images per Inception batch",
                                    lo=1, hi=65536)
+    best_metric: str = setting("fid", str, "evaluation", "the score that marks the best checkpoint "
+                               "(lower is better for both)", choices=("fid", "kid"))
     inception_weights: str = setting("auto", str, "evaluation", "auto (torch hub cache, else a "
                                      "download, else the offline FID-only network), pool3 "
                                      "(offline, no IS) or the standard weights file", lo=1)

@@ -100,14 +100,65 @@ def draw_fid(ax, epochs: list[dict]) -> None:
     ax.legend(loc="best")
 
 
+def _unavailable(ax, title: str, reason: str) -> None:
+    ax.text(0.5, 0.5, _wrap(reason, 60), ha="center", va="center", fontsize=8, wrap=True,
+            transform=ax.transAxes)
+    ax.set(title=f"{title}: unavailable", xticks=[], yticks=[])
+
+
+def _with(epochs: list[dict], key: str) -> list[dict]:
+    """The evaluated epochs that have ``key`` (a run written before it existed has none)."""
+    return [e for e in _evaluated(epochs) if e.get(key) is not None]
+
+
+def draw_kid(ax, epochs: list[dict]) -> None:
+    """KID (mean, ± std band over subsets) per evaluated epoch: unbiased, so comparable across
+    sample sizes, unlike FID."""
+    ev = _with(epochs, "kid")
+    if not ev:
+        _unavailable(ax, "KID", "not in this run's history (written before KID existed) or too "
+                     "few images")
+        return
+    x = np.array([e["epoch"] for e in ev])
+    mean, std = np.array([e["kid"] for e in ev]), np.array([e["kid_std"] for e in ev])
+    ax.plot(x, mean, "o-", color="tab:purple", lw=1.8, label="KID")
+    ax.fill_between(x, mean - std, mean + std, color="tab:purple", alpha=0.2, label="± std (subsets)")
+    ax.set(xlabel="epoch", ylabel="KID (lower is better)", title="KID (unbiased)")
+    _epoch_axis(ax, x)
+    ax.legend(loc="best")
+
+
+def draw_fidelity_diversity(ax, epochs: list[dict]) -> None:
+    """Fidelity and diversity apart: precision (fakes among the real faces), recall (real
+    faces the fakes cover) and the diversity ratio (the sample's Vendi score over that of as
+    many real faces), with the collapse line."""
+    from .quality import COLLAPSE_RATIO  # the figure draws the line the warning uses
+
+    ev = _with(epochs, "diversity") or _with(epochs, "precision")
+    if not ev:
+        _unavailable(ax, "Fidelity and diversity", "not in this run's history (written before "
+                     "these scores existed) or too few images")
+        return
+    x = [e["epoch"] for e in ev]
+    for key, label, style in (("precision", "precision (fidelity)", "o-"),
+                              ("recall", "recall (diversity)", "s-"),
+                              ("diversity", "diversity: Vendi / real faces' Vendi", "D-")):
+        y = [np.nan if e.get(key) is None else e[key] for e in ev]
+        ax.plot(x, y, style, lw=1.8, label=label)
+    ax.axhline(COLLAPSE_RATIO, color="tab:red", ls=":", lw=1, label="collapse warning")
+    top = max([1.05, *(e.get("diversity") or 0 for e in ev)])
+    ax.set(xlabel="epoch", ylabel="share (1 = as real faces)", ylim=(0, top),
+           title="Fidelity and diversity, apart")
+    _epoch_axis(ax, x)
+    ax.legend(loc="best", fontsize=8)
+
+
 def draw_is(ax, epochs: list[dict]) -> None:
     """IS mean with a ± std band per evaluated epoch, or why it is unavailable."""
-    ev = [e for e in _evaluated(epochs) if e.get("is_mean") is not None]
+    ev = _with(epochs, "is_mean")
     if not ev:
         reason = next((e.get("is_unavailable") for e in _evaluated(epochs)), None) or "not computed"
-        ax.text(0.5, 0.5, _wrap(reason, 60), ha="center", va="center", fontsize=8, wrap=True,
-                transform=ax.transAxes)
-        ax.set(title="Inception Score: unavailable", xticks=[], yticks=[])
+        _unavailable(ax, "Inception Score", reason)
         return
     x = np.array([e["epoch"] for e in ev])
     mean, std = np.array([e["is_mean"] for e in ev]), np.array([e["is_std"] for e in ev])
@@ -193,7 +244,7 @@ def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
         draw_d_outputs(axes[0, 1], iters, epochs)
     if _evaluated(epochs):
         draw_fid(axes[1, 0], epochs)
-        draw_is(axes[1, 1], epochs)
+        draw_fidelity_diversity(axes[1, 1], epochs)
     if real is not None:
         draw_image(axes[2, 0], real, "held-out real faces")
     if fakes is not None:
@@ -217,14 +268,15 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     else:
         report.missing.append("losses, D outputs: no iterations in the history yet")
     if _evaluated(epochs):
-        fig = Figure(figsize=(12, 4.5))
-        a1, a2 = fig.subplots(1, 2)
-        draw_fid(a1, epochs)
-        draw_is(a2, epochs)
+        fig = Figure(figsize=(12, 9))
+        axes = fig.subplots(2, 2)
+        for ax, draw in zip(axes.flat, (draw_fid, draw_kid, draw_fidelity_diversity, draw_is),
+                            strict=True):
+            draw(ax, epochs)
         _save(fig, out / "metrics.png")
         report.written.append(out / "metrics.png")
     else:
-        report.missing.append("FID/IS: no evaluated epoch yet (evaluation runs at epoch ends)")
+        report.missing.append("scores: no evaluated epoch yet (evaluation runs at epoch ends)")
     real = np.asarray(Image.open(run.real_samples).convert("RGB")) if (
         run.real_samples.is_file()) else None
     fakes = latest_fakes(run)

@@ -45,7 +45,7 @@ from .figures import export_plots
 from .gan import GAN
 from .history import History
 from .models import dcgan_weights_init, sample, unwrap
-from .quality import EvalResult, Evaluator
+from .quality import EvalResult, Evaluator, collapse_warning, score_line
 from .rundir import RunDir, atomic_write, iteration_of
 
 logger = logging.getLogger("animegan_ignite")
@@ -283,13 +283,16 @@ class EpochEnd:
         record = self.record(engine, seconds, result)
         ctx.history.append(record)
         if result is not None:
-            engine.state.metrics["best_score"] = best_score(record)
+            engine.state.metrics["best_score"] = best_score(record, ctx.cfg.best_metric)
             ctx.best(engine)
         ctx.regular(engine)
         engine.state.epoch_record = record
         engine.fire_event(RunEvents.EPOCH_RECORDED)
         self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
         logger.info("%s", epoch_line(record, ctx.cfg.epochs))
+        warning = collapse_warning(record, ctx.history.evaluated()) if result else None
+        if warning:
+            logger.warning("%s", warning)
 
     def record(self, engine: Engine, seconds: float, result: EvalResult | None) -> dict[str, Any]:
         epoch = engine.state.epoch
@@ -298,9 +301,11 @@ class EpochEnd:
                 **(result.to_dict() if result is not None else {})}
 
 
-def best_score(record: dict[str, Any]) -> float:
-    """What marks the best checkpoint: higher is better, so the negated FID."""
-    return -record["fid"]
+def best_score(record: dict[str, Any], metric: str) -> float:
+    """What marks the best checkpoint (``--best-metric``): higher is better for ignite's
+    Checkpoint, so the negated FID or KID; an evaluation without it never is the best."""
+    value = record.get(metric)
+    return -math.inf if value is None else -value
 
 
 def epoch_line(record: dict[str, Any], epochs: int) -> str:
@@ -308,9 +313,7 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
             f"Loss_G {record['loss_g']:.4f}")
     timing = f"train {record['train_seconds']:.1f} s"
     if "fid" in record:
-        is_text = (f"{record['is_mean']:.3f} ± {record['is_std']:.3f}"
-                   if record["is_mean"] is not None else "unavailable")
-        line += f"  FID {record['fid']:.2f}  IS {is_text}"
+        line += f"  {score_line(record)}"
         timing += f", eval {record['eval_seconds']:.1f} s"
     return f"{line}  ({timing})"
 

@@ -1,4 +1,4 @@
-"""The math of FID and Inception Score, in float64.
+"""The math of every score, in float64: FID, IS, KID, precision/recall/density/coverage, Vendi.
 
 - FID (Heusel et al., 2017): ``||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))``. The trace of
   the matrix square root is computed by the eigen-decomposition route: with ``A = S1^(1/2)``
@@ -11,8 +11,18 @@
   takes that route, the same number from an n x n instead of a 2048 x 2048 eigenproblem.
 - IS (Salimans et al., 2016): ``exp(E_x KL(p(y|x) || p(y)))`` per split; mean and std over splits.
 
-Features are accumulated as sufficient statistics (count, sum, sum of outer products), which
-add exactly across batches and across processes (an all-reduce of sums).
+- KID (Bińkowski et al., 2018): the unbiased MMD² with the kernel ``(x.y / d + 1)^3``, mean and
+  std over 100 random subsets of up to 1,000 images of each set (torch-fidelity's defaults and
+  subset draws, rng seed 2020). The three kernel matrices are computed once and every subset's
+  sums read from them, instead of three kernel products per subset.
+- Precision, recall, density and coverage (Kynkäänniemi et al., 2019; Naeem et al., 2020): k-NN
+  balls (k = 3) around each real and each fake feature vector, as ``prdc`` computes them.
+  Precision: the share of fakes inside some real ball (fidelity); recall: the share of reals
+  inside some fake ball (diversity).
+- Vendi score (Friedman & Dieng, 2023): ``exp`` of the entropy of the eigenvalues of ``K / n``,
+  ``K`` the cosine-similarity matrix of the samples: the effective number of distinct samples.
+
+FID's statistics are count, sum and sum of outer products, which add exactly across batches.
 """
 
 from __future__ import annotations
@@ -21,6 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020
+NEAREST_K = 3
 
 
 @dataclass
@@ -116,3 +130,88 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, floa
         scores.append((p * (log_p - p_y.log())).sum(dim=1).mean().exp())
     s = torch.stack(scores)
     return float(s.mean()), float(s.std()) if len(scores) > 1 else 0.0
+
+
+def _poly_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+def kid(fake: torch.Tensor, real: torch.Tensor, real_kernel: torch.Tensor | None = None,
+        subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE, seed: int = KID_SEED
+        ) -> tuple[float, float]:
+    """KID of features ``fake`` (N, D) against ``real`` (M, D): mean and std of the unbiased MMD²
+    over ``subsets`` subsets of ``min(subset_size, N, M)`` rows of each. ``real_kernel``: the
+    real features' kernel matrix, when a caller keeps it across evaluations."""
+    fake, real = fake.to(torch.float64), real.to(torch.float64)
+    n, m = len(fake), len(real)
+    size = min(subset_size, n, m)
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 images on each side, got {n} and {m}")
+    rng = np.random.RandomState(seed)
+    w_fake = np.zeros((n, subsets))
+    w_real = np.zeros((m, subsets))
+    for i in range(subsets):  # torch-fidelity's draws, in its order
+        w_fake[rng.choice(n, size, replace=False), i] = 1
+        w_real[rng.choice(m, size, replace=False), i] = 1
+    w_fake = torch.as_tensor(w_fake, device=fake.device)
+    w_real = torch.as_tensor(w_real, device=fake.device)
+    k_real = _poly_kernel(real, real) if real_kernel is None else real_kernel.to(fake.device)
+    k_fake, k_cross = _poly_kernel(fake, fake), _poly_kernel(fake, real)
+
+    def within(k: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Each subset's sum of kernel values over pairs of distinct rows."""
+        return ((k @ w) * w).sum(0) - k.diagonal() @ w
+
+    mmd = ((within(k_fake, w_fake) + within(k_real, w_real)) / (size * (size - 1))
+           - 2 * ((k_cross @ w_real) * w_fake).sum(0) / size**2)
+    return float(mmd.mean()), float(mmd.std(unbiased=False))
+
+
+def kid_real_kernel(real: torch.Tensor) -> torch.Tensor:
+    return _poly_kernel(real.to(torch.float64), real.to(torch.float64))
+
+
+def _distances(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances as scikit-learn computes them (prdc's): from squared norms and dot
+    products in float64, a set's distance to itself exactly 0."""
+    d2 = (x * x).sum(1)[:, None] - 2 * x @ y.T + (y * y).sum(1)[None, :]
+    d = d2.clamp_(min=0).sqrt_()
+    if x is y:
+        d.fill_diagonal_(0)
+    return d
+
+
+def knn_radii(x: torch.Tensor, k: int = NEAREST_K) -> torch.Tensor:
+    """Each row's distance to its k-th nearest other row."""
+    x = x.to(torch.float64)
+    return torch.kthvalue(_distances(x, x), k + 1, dim=1).values
+
+
+def prdc(real: torch.Tensor, fake: torch.Tensor, k: int = NEAREST_K,
+         real_radii: torch.Tensor | None = None) -> dict[str, float]:
+    """Precision, recall, density and coverage of ``fake`` against ``real`` (prdc's rules,
+    strict inequalities). ``real_radii``: :func:`knn_radii` of ``real``, when kept."""
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision/recall need more than k = {k} images on each side, got "
+                         f"{len(real)} real and {len(fake)} generated")
+    real, fake = real.to(torch.float64), fake.to(torch.float64)
+    real_radii = knn_radii(real, k) if real_radii is None else real_radii.to(real.device)
+    d = _distances(real, fake)  # (real, fake)
+    in_real_balls = d < real_radii[:, None]
+    return {"precision": float(in_real_balls.any(0).double().mean()),
+            "recall": float((d < knn_radii(fake, k)[None, :]).any(1).double().mean()),
+            "density": float((1.0 / k) * in_real_balls.sum(0).double().mean()),
+            "coverage": float((d.min(1).values < real_radii).double().mean())}
+
+
+def vendi(features: torch.Tensor) -> float:
+    """The Vendi score of the rows of ``features`` with the cosine-similarity kernel, from the
+    smaller of the n x n and d x d Gram matrices (their non-zero eigenvalues are the same)."""
+    x = F.normalize(features.to(torch.float64), dim=1)
+    n, d = x.shape
+    if n < 2:
+        raise ValueError(f"a diversity score needs at least 2 images, got {n}")
+    gram = (x.T @ x if n > d else x @ x.T) / n
+    w = torch.linalg.eigvalsh(gram)
+    w = w[w > 0]
+    return float(torch.exp(-(w * w.log()).sum()))

@@ -1,10 +1,11 @@
-"""How good the faces are: FID and IS of a generator against held-out real faces, from one
-Inception pass per generated image.
+"""How good the faces are, fidelity and diversity apart: FID, KID, precision/recall/density/
+coverage, the Vendi diversity of the sample beside that of as many real faces, and IS, all from
+one Inception pass per generated image against held-out real faces.
 
 - The evaluator is an ignite ``Engine`` over batches of fixed latents: its step draws G(z) (G
   in eval mode: each image depends only on its own latent) and embeds them; an
   :class:`Embeddings` metric keeps every image's features and logits (gathered in rank order on
-  every rank), and ``MetricsLambda``s compute FID and IS from them.
+  every rank), and a ``MetricsLambda`` computes every score from them (:func:`scores`).
 - The held-out real faces' features are embedded once and cached on disk, keyed by exactly
   which files they are, the backbone and the resize rule; every later epoch, resumed run and
   later run on the same data reuses them. Rank 0 decides whether the cache holds them and the
@@ -35,7 +36,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from .inception import NUM_FEATURES, Backbone, BackboneChoice
-from .metrics import FeatureStats, fid_from_features, inception_score
+from .metrics import (
+    FeatureStats,
+    fid_from_features,
+    inception_score,
+    kid,
+    kid_real_kernel,
+    knn_radii,
+    prdc,
+    vendi,
+)
 from .models import eval_mode
 from .rundir import atomic_write
 
@@ -46,9 +56,19 @@ IS_SPLITS = 10
 
 @dataclass
 class EvalResult:
-    """One evaluation, as stored in the history's epoch record."""
+    """One evaluation, as stored in the history's epoch record. A score that the sample
+    sizes (or a statistics file) do not allow is None, with the reason in ``unavailable``."""
 
     fid: float
+    kid: float | None
+    kid_std: float | None
+    precision: float | None
+    recall: float | None
+    density: float | None
+    coverage: float | None
+    vendi: float | None
+    vendi_real: float | None
+    diversity: float | None  # vendi / vendi_real: 1 is as varied as real faces
     is_mean: float | None
     is_std: float | None
     num_generated: int
@@ -58,9 +78,14 @@ class EvalResult:
     fid_backbone: str
     is_backbone: str | None
     is_unavailable: str | None
+    unavailable: dict[str, str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+SCORE_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
+              "vendi_real", "diversity")
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -126,6 +151,27 @@ class RealFeatures:
             mu, sigma = FeatureStats.of(features).mean_cov()
         self.mu, self.sigma = mu, sigma
         self.n = features.shape[0] if n is None else n
+        self._kid_kernel: torch.Tensor | None = None
+        self._radii: torch.Tensor | None = None
+        self._vendi: dict[int, float] = {}
+
+    def kid_kernel(self) -> torch.Tensor:
+        """KID's kernel matrix of these features (kept: the real side never changes)."""
+        if self._kid_kernel is None:
+            self._kid_kernel = kid_real_kernel(self.features)
+        return self._kid_kernel
+
+    def radii(self) -> torch.Tensor:
+        """Each real feature vector's k-NN radius (kept, as the kernel)."""
+        if self._radii is None:
+            self._radii = knn_radii(self.features)
+        return self._radii
+
+    def vendi_of(self, n: int) -> float:
+        """The Vendi score of the first ``n`` real faces (a generated sample's yardstick)."""
+        if n not in self._vendi:
+            self._vendi[n] = vendi(self.features[:n])
+        return self._vendi[n]
 
     def save_stats(self, path: str | Path, backbone: str) -> None:
         """As pytorch-fid writes statistics (``mu``, ``sigma``), plus ``n`` and the backbone."""
@@ -251,14 +297,41 @@ def embed_generator(netG: nn.Module, latents: torch.Tensor, backbone: Backbone,
         return engine.run(latent_batches(latents, batch_size), max_epochs=1).metrics["embeddings"]
 
 
-def fid_of(features: torch.Tensor, real: RealFeatures) -> float:
-    return fid_from_features(features, real.mu, real.sigma)
+def scores(features: torch.Tensor, real: RealFeatures) -> dict[str, Any]:
+    """Every score of generated ``features`` against ``real``: FID, KID (mean, std),
+    precision, recall, density, coverage, the Vendi score of the sample and of as many real
+    faces, and their ratio (``diversity``). Scores the sizes do not allow are None, with the
+    reason in ``unavailable``."""
+    out: dict[str, Any] = {"fid": fid_from_features(features, real.mu, real.sigma), "unavailable": {}}
+    if real.features is None:
+        reason = "the real side is a statistics file (mu, sigma); give a folder of images"
+        out.update(dict.fromkeys(SCORE_KEYS[1:]))
+        out["unavailable"] = {"kid, precision/recall, diversity": reason}
+        return out
+    real_features = real.features.to(features.device)
+    tries = {"kid": lambda: dict(zip(("kid", "kid_std"), kid(features, real_features,
+                                                               real.kid_kernel()), strict=True)),
+             "precision/recall": lambda: prdc(real_features, features, real_radii=real.radii()),
+             "diversity": lambda: _diversity(features, real)}
+    for name, compute in tries.items():
+        try:
+            out.update(compute())
+        except ValueError as e:  # too few images for this score
+            out["unavailable"][name] = str(e)
+    for key in SCORE_KEYS:
+        out.setdefault(key, None)
+    return out
+
+
+def _diversity(features: torch.Tensor, real: RealFeatures) -> dict[str, float]:
+    ours, theirs = vendi(features), real.vendi_of(features.shape[0])
+    return {"vendi": ours, "vendi_real": theirs, "diversity": ours / theirs}
 
 
 class Evaluator:
     """The per-epoch evaluator: an Engine over the fixed latents' batches whose metrics are
-    FID against the held-out real features (loaded from the cache or embedded at the first
-    call) and, where the backbone has its classifier, IS."""
+    every score of :func:`scores` against the held-out real features (loaded from the cache or
+    embedded at the first call) and, where the backbone has its classifier, IS."""
 
     def __init__(self, choice: BackboneChoice, real_set: Dataset, latents: torch.Tensor,
                  device: torch.device, cache_dir: Path | None = None, batch_size: int = 100,
@@ -270,9 +343,9 @@ class Evaluator:
         self._netG: nn.Module | None = None
         self.engine, embeddings = embedding_engine(
             self.backbone, lambda z: self._netG(z.to(device)), device, progress,
-            "evaluating FID/IS")
-        MetricsLambda(lambda e: fid_of(e["features"], self.real), embeddings).attach(
-            self.engine, "fid")
+            "evaluating")
+        MetricsLambda(lambda e: scores(e["features"], self.real), embeddings).attach(
+            self.engine, "scores")
         if self.backbone.has_logits:
             MetricsLambda(lambda e: inception_score(e["logits"].cpu(), IS_SPLITS),
                           embeddings).attach(self.engine, "is")
@@ -294,13 +367,60 @@ class Evaluator:
                                       max_epochs=1).metrics
         is_mean, is_std = metrics.get("is", (None, None))
         return EvalResult(
-            fid=metrics["fid"], is_mean=is_mean, is_std=is_std,
-            num_generated=self.latents.shape[0], num_real=real.n,
+            **{k: metrics[k] for k in (*SCORE_KEYS, "unavailable")}, is_mean=is_mean,
+            is_std=is_std, num_generated=self.latents.shape[0], num_real=real.n,
             eval_seconds=round(timer.value(), 3),
             inception_images=int(idist.all_reduce(self.backbone.images_seen - seen)),
             fid_backbone=self.backbone.name,
             is_backbone=self.backbone.name if self.backbone.has_logits else None,
             is_unavailable=self.is_unavailable)
+
+
+# A sample whose Vendi score is under half that of as many real faces has the variety of
+# about a third as many distinct faces (docs/evaluation.md, "Diversity"); every healthy run
+# measured stays above it.
+COLLAPSE_RATIO = 0.5
+
+
+def score_line(r: dict[str, Any]) -> str:
+    """One line of an evaluation's scores, as the console and ``animegan-evaluate`` print them."""
+    parts = [f"FID {r['fid']:.2f}"]
+    if r.get("kid") is not None:
+        parts.append(f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}")
+    if r.get("precision") is not None:
+        parts.append(f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
+    if r.get("diversity") is not None:
+        parts.append(f"diversity {r['diversity']:.2f} (Vendi {r['vendi']:.2f} / real "
+                     f"{r['vendi_real']:.2f})")
+    if r.get("is_mean") is not None:
+        parts.append(f"IS {r['is_mean']:.3f} ± {r['is_std']:.3f}")
+    elif "is_mean" in r:
+        parts.append("IS unavailable")
+    return "  ".join(parts)
+
+
+def collapse_warning(record: dict[str, Any], earlier: list[dict[str, Any]] = ()) -> str | None:
+    """A warning when the sample's diversity (its Vendi score over that of as many real faces)
+    is under :data:`COLLAPSE_RATIO`, or under half the best of the ``earlier`` evaluations
+    (recall too, once precision says the fakes lie among the real faces); else None."""
+    ratio = record.get("diversity")
+    if ratio is None:
+        return None
+    best = max((r["diversity"] for r in earlier if r.get("diversity") is not None), default=0.0)
+    recalls = [r["recall"] for r in earlier if r.get("recall") is not None and r["precision"] >= 0.5]
+    reasons = []
+    if ratio < COLLAPSE_RATIO:
+        reasons.append(f"its diversity is {ratio:.2f} of real faces' (under {COLLAPSE_RATIO})")
+    elif ratio < 0.5 * best:
+        reasons.append(f"its diversity fell to {ratio:.2f} from the run's best {best:.2f}")
+    if recalls and record.get("precision", 0) >= 0.5 and record["recall"] < 0.5 * max(recalls):
+        reasons.append(f"recall fell to {record['recall']:.2f} from the run's best {max(recalls):.2f}")
+    if not reasons:
+        return None
+    where = f" at epoch {record['epoch']}" if "epoch" in record else ""
+    return (f"possible mode collapse{where}: {'; '.join(reasons)}; the generator draws few "
+            "distinct faces. Look at the snapshots; resume from the best checkpoint with a lower "
+            "--lr, or try DiffAugment (--recipe diffaug-cosine) or another --seed")
 
 
 def eval_latents(n: int, nz: int, seed: int) -> torch.Tensor:

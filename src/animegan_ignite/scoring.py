@@ -20,14 +20,18 @@ from .device import resolve_device
 from .errors import UserError
 from .faces import latents
 from .inception import BackboneChoice, load_backbone
-from .metrics import fid_from_features, fid_from_stats, inception_score
+from .metrics import fid_from_stats, inception_score
 from .quality import (
     IS_SPLITS,
+    SCORE_KEYS,
     Evaluator,
     RealFeatures,
+    collapse_warning,
     embed_dataset,
     embed_generator,
     eval_latents,
+    score_line,
+    scores,
 )
 from .rundir import RunDir
 
@@ -85,29 +89,36 @@ def compare(args: argparse.Namespace) -> dict[str, Any] | None:
     if not args.fake:
         return None
     fake = _side(args.fake, "fake", args, choice, device, cache)
-    fid = (fid_from_features(fake.real.features, real.real.mu, real.real.sigma)
-           if fake.real.features is not None else
-           fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma))
+    if fake.real.features is None:  # published statistics of generated images: FID only
+        out = {"fid": fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma),
+               **dict.fromkeys(SCORE_KEYS[1:]),
+               "unavailable": {"kid, precision/recall, diversity": "the fake side is a "
+                               "statistics file (mu, sigma); give a folder or a generator"}}
+    else:
+        out = scores(fake.real.features, real.real)
     is_mean = is_std = None
     if fake.logits is not None and fake.logits.shape[0] >= IS_SPLITS:
         is_mean, is_std = inception_score(fake.logits.cpu(), IS_SPLITS)
-    return {"fid": fid, "is_mean": is_mean, "is_std": is_std, "real": real.what, "fake": fake.what,
+    return {**out, "is_mean": is_mean, "is_std": is_std, "real": real.what, "fake": fake.what,
             "num_real": real.real.n, "num_fake": fake.real.n, "fid_backbone": choice.backbone.name,
             "is_unavailable": None if is_mean is not None else (
                 choice.is_unavailable or "IS: the fake side is a statistics file")}
 
 
 def describe(result: dict[str, Any]) -> str:
-    """The human-readable form of a result."""
-    is_text = (f"{result['is_mean']:.3f} ± {result['is_std']:.3f}" if result["is_mean"] is not None
-               else result["is_unavailable"])
+    """The human-readable form of a result: what was compared, every score, what is missing
+    and why, and a collapse warning when there is one."""
     if "checkpoint" in result:
-        what = (f"{result['checkpoint']}: FID {result['fid']:.3f} ({result['num_generated']} "
-                f"generated vs {result['num_real']} real; {result['fid_backbone']})")
+        what = (f"{result['checkpoint']}: {result['num_generated']} generated vs "
+                f"{result['num_real']} real ({result['fid_backbone']})")
     else:
-        what = f"FID {result['fid']:.3f} ({result['fake']} vs {result['real']}; " \
-               f"{result['fid_backbone']})"
-    return f"{what}\nIS {is_text}"
+        what = f"{result['fake']} vs {result['real']} ({result['fid_backbone']})"
+    lines = [what, score_line(result)]
+    lines += [f"{name} unavailable: {why}" for name, why in result["unavailable"].items()]
+    if result["is_mean"] is None:
+        lines.append(result["is_unavailable"])
+    warning = collapse_warning(result)
+    return "\n".join(lines + ([f"warning: {warning}"] if warning else []))
 
 
 def _side(spec: str, role: str, args: argparse.Namespace, choice: BackboneChoice,

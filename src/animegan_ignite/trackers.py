@@ -23,7 +23,9 @@ from .handlers import RunEvents
 from .models import sample
 from .rundir import RunDir
 
-EPOCH_KEYS = ("fid", "is_mean", "is_std", "loss_d", "loss_g", "train_seconds", "eval_seconds")
+EPOCH_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
+              "vendi_real", "diversity", "is_mean", "is_std", "loss_d", "loss_g", "train_seconds",
+              "eval_seconds")
 PROJECT = "animegan-ignite"
 
 

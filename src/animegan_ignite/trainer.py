@@ -293,7 +293,8 @@ def restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, Any
         logger.info("resumed at epoch %d, iteration %d", trainer.state.epoch, iteration)
     if ctx.is_writer:  # what the resumed run redoes is dropped: the history stays continuous
         ctx.history.truncate_after(iteration)
-        scores = {r["iteration"]: best_score(r) for r in ctx.history.evaluated()}
+        scores = {r["iteration"]: best_score(r, plan.cfg.best_metric)
+                  for r in ctx.history.evaluated()}
         moved = adopt_existing(plan.run, ctx.regular, ctx.best, iteration, scores)
         if moved:
             logger.info("moved %d checkpoint(s) written after iteration %d to %s",
