@@ -14,9 +14,10 @@ Seconds per iteration are timed separately, in this process, on the trainer with
 of a real run, with the variants taken in turns (a, b, c, a, b, c, ...) so that machine drift
 affects each alike; the median is reported.
 
-Writes into --out: ``results.json``, ``results.md`` (FID per seed, mean, ratio to ``dcgan``,
-seconds per iteration and its ratio), ``fid_curves.png`` (FID against iteration per variant and
-seed) and ``faces.png`` (each variant's final fixed-noise faces side by side). Interrupted, it
+Writes into --out: ``results.json``, ``results.md`` (per variant and seed the final FID, KID,
+precision, recall and diversity ratio, FID against ``dcgan``'s, seconds per iteration),
+``fid_curves.png`` (FID against iteration per variant and seed) and ``faces.png`` (each
+variant's final fixed-noise faces side by side). Interrupted, it
 resumes: finished runs are kept, unfinished ones continue from their last checkpoint.
 """
 
@@ -188,16 +189,22 @@ def _seconds_per_iteration(cfg, iters: int, warmup: int = 2) -> float:
     return (marks[1] - marks[0]) / iters
 
 
+SCORES = ("fid", "kid", "precision", "recall", "diversity")
+
+
 def collect(runs: dict[str, dict[int, Path]]) -> dict[str, dict]:
-    """Each variant's FID curve per seed, from its history."""
+    """Each variant's score curves per seed, from its history (an older run's history has FID
+    only: the other scores are then None)."""
     out = {}
     for variant, by_seed in runs.items():
         curves = {}
         for seed, path in by_seed.items():
-            epochs = split_history(read_history(path))[1]
-            curves[seed] = [(e["iteration"], e["fid"]) for e in epochs if e.get("fid") is not None]
-        out[variant] = {"curves": curves, "final_fid": {s: c[-1][1] for s, c in curves.items()},
-                        "flags": variant_flags(variant)}
+            epochs = [e for e in split_history(read_history(path))[1] if e.get("fid") is not None]
+            curves[seed] = [{"iteration": e["iteration"], **{k: e.get(k) for k in SCORES}}
+                            for e in epochs]
+        out[variant] = {"curves": curves, "flags": variant_flags(variant),
+                        "final": {s: c[-1] for s, c in curves.items()},
+                        "final_fid": {s: c[-1]["fid"] for s, c in curves.items()}}
     return out
 
 
@@ -213,17 +220,25 @@ def summarize(results: dict[str, dict], seconds: dict[str, float]) -> None:
                 r["time_ratio_to_dcgan"] = round(seconds[variant] / seconds["dcgan"], 3)
 
 
+def _cell(value: float | None, digits: int) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
 def write_markdown(results: dict[str, dict], seeds: list[int], path: Path) -> None:
-    head = ("| variant | flags | " + " | ".join(f"FID seed {s}" for s in seeds)
-            + " | mean | FID / dcgan | s / iteration | time / dcgan |")
-    lines = [head, "|" + " --- |" * (6 + len(seeds))]
+    """One row per variant and seed: the final scores, FID against dcgan's, and seconds."""
+    head = ("| variant | flags | seed | FID | KID | precision | recall | diversity | FID / dcgan "
+            "| s / iteration |")
+    lines = [head, "|" + " --- |" * 10]
     for variant, r in results.items():
-        fids = " | ".join(f"{r['final_fid'][s]:.1f}" for s in seeds)
-        ratio = ", ".join(f"{v:.2f}" for v in r.get("fid_ratio_to_dcgan", {}).values()) or "–"
-        spi = f"{r['seconds_per_iteration']:.2f}" if r["seconds_per_iteration"] else "–"
         flags = " ".join(f for f in r["flags"] if f not in ("--recipe", "dcgan")) or "(seed design)"
-        lines.append(f"| {variant} | `{flags}` | {fids} | {r['mean_fid']:.1f} | {ratio} | {spi} | "
-                     f"{r.get('time_ratio_to_dcgan', '–')} |")
+        for seed in seeds:
+            f = r["final"][seed]
+            ratio = r.get("fid_ratio_to_dcgan", {}).get(seed)
+            spi = r["seconds_per_iteration"]
+            lines.append(f"| {variant} | `{flags}` | {seed} | {_cell(f['fid'], 1)} | "
+                         f"{_cell(f['kid'], 4)} | {_cell(f['precision'], 3)} | "
+                         f"{_cell(f['recall'], 3)} | {_cell(f['diversity'], 2)} | "
+                         f"{_cell(ratio, 2)} | {_cell(spi, 2)} |")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -234,7 +249,7 @@ def draw_curves(results: dict[str, dict], path: Path) -> None:
     for i, (variant, r) in enumerate(results.items()):
         colour = f"C{i % 10}"
         for j, (seed, curve) in enumerate(r["curves"].items()):
-            xs, ys = zip(*curve, strict=True)
+            xs, ys = [p["iteration"] for p in curve], [p["fid"] for p in curve]
             ax.plot(xs, ys, styles[j % 4], marker="o", color=colour,
                     label=f"{variant} (seed {seed})")
     ax.set(xlabel="iteration", ylabel="FID (lower is better)",

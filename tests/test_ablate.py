@@ -29,13 +29,15 @@ def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(ima
     assert list(results) == ["dcgan", "diffaug"]
     # 104 training images in batches of 8: one 13-iteration epoch covers the 6-iteration budget.
     for variant, res in results.items():
-        (iteration, fid), = res["curves"]["1"]
-        assert iteration == 13 and 0 < fid == res["final_fid"]["1"], variant
+        (point,) = res["curves"]["1"]
+        assert point["iteration"] == 13 and 0 < point["fid"] == res["final_fid"]["1"], variant
+        assert point["kid"] is not None and point["diversity"] > 0
         assert res["seconds_per_iteration"] > 0
     assert results["dcgan"]["fid_ratio_to_dcgan"] == {"1": 1.0}
     assert results["diffaug"]["flags"] == ["--recipe", "dcgan", "--diffaugment", "color,translation"]
     table = (out / "results.md").read_text().splitlines()
-    assert len(table) == 4 and table[3].startswith("| diffaug | `--diffaugment color,translation` |")
+    assert len(table) == 4 and table[3].startswith("| diffaug | `--diffaugment color,translation` | 1 |")
+    assert "| KID | precision | recall | diversity |" in table[0]
     with Image.open(out / "faces.png") as faces, Image.open(out / "fid_curves.png") as curves:
         # Two labelled 4x4 crops of the final grids side by side, 6 px apart.
         assert faces.size == (2 * 266 + 6, 266 + 20) and curves.width > 0

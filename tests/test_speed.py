@@ -158,6 +158,8 @@ def test_the_benchmark_measures_every_section_and_its_ratios_follow_from_its_tim
     assert step["speedup"] == pytest.approx(step["trainable_ms"] / step["frozen_ms"])
     assert demo["speedup"] == pytest.approx(demo["drawn_every_epoch_s"] / demo["drawn_once_s"])
     assert ev["speedup"] == pytest.approx(ev["seed_ignite_s"] / ev["ours_s"]) and ev["n"] == 10
+    assert ev["cost_with_all_scores"] == pytest.approx(
+        ev["ours_s"] / (ev["ours_s"] - ev["extra_scores_s"]))
     # the printed table says what the JSON holds
     printed = re.search(r"D frozen in G's step \(this trainer's\): +[\d.]+ ms \(([\d.]+)x", r.stdout)
     assert printed and float(printed[1]) == pytest.approx(step["speedup"], abs=0.006)

@@ -6,6 +6,7 @@ generator, or between any two sets of images.
     animegan-evaluate --real DIR --fake RUN_DIR --num 10000     # a folder and a generator
     animegan-evaluate --real DIR --save-stats real.npz          # statistics for later (or others)
     animegan-evaluate --real real.npz --fake faces/             # pytorch-fid's .npz format
+    animegan-evaluate --checkpoint RUN_DIR --truncation-sweep 0.5,0.7,1.0   # the trade-off curve
 
 With ``--checkpoint`` the held-out real subset is the one the run used (same data, seed and eval
 size, read from the run's config.json next to the checkpoint) unless flags say otherwise, and the
@@ -28,7 +29,7 @@ import logging
 import sys
 
 from .errors import OneLineErrorParser, UserError, run_command
-from .paths import check_int, check_output_path
+from .paths import check_int, check_output_path, check_truncation
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
                    help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
                    "the run kept one (default)")
+    p.add_argument("--truncation", type=float, metavar="PSI", help="latents from a normal "
+                   "truncated at PSI (a generator's side only; default: none)")
+    p.add_argument("--truncation-sweep", metavar="PSI,PSI,...", help="with --checkpoint: every "
+                   "score at each truncation (none: the plain normal), printed and plotted")
+    p.add_argument("--plot", help="where --truncation-sweep draws its figure (default "
+                   "RUN_DIR/plots/truncation_sweep.png)")
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     return p
 
@@ -68,6 +75,12 @@ def check(args: argparse.Namespace) -> None:
         check_int(flag, value, lo, 2**31)
     if args.checkpoint and (args.real or args.fake):
         raise UserError("give either --checkpoint or --real/--fake, not both")
+    check_truncation(args.truncation)
+    args.sweep = parse_sweep(args.truncation_sweep) if args.truncation_sweep else None
+    if args.sweep and not args.checkpoint:
+        raise UserError("--truncation-sweep needs --checkpoint RUN_DIR")
+    if args.plot:
+        check_output_path(args.plot, "--plot", extensions=(".png",))
     if args.checkpoint:
         return
     if not args.real or not (args.fake or args.save_stats):
@@ -76,6 +89,19 @@ def check(args: argparse.Namespace) -> None:
         raise UserError(f"--num must be at least 2 (a covariance needs two images), got {args.num}")
     if args.save_stats:
         check_output_path(args.save_stats, "--save-stats", extensions=(".npz",))
+
+
+def parse_sweep(text: str) -> list[float | None]:
+    """``"0.5,0.7,none"`` -> [0.5, 0.7, None], each checked."""
+    values: list[float | None] = []
+    for part in text.split(","):
+        try:
+            psi = None if part.strip().lower() == "none" else float(part)
+        except ValueError:
+            raise UserError(f"--truncation-sweep {text}: {part!r} is not a number or 'none'") from None
+        check_truncation(psi, "--truncation-sweep")
+        values.append(psi)
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,6 +114,10 @@ def evaluate(argv: list[str] | None) -> None:
     check(args)
     from . import scoring  # imported here: --help and flag errors answer before torch loads
 
+    if args.sweep:
+        results = scoring.sweep(args)
+        print(json.dumps(results) if args.json else scoring.describe_sweep(results))
+        return
     result = scoring.score_checkpoint(args) if args.checkpoint else scoring.compare(args)
     if result is None:
         return

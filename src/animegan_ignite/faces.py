@@ -21,19 +21,35 @@ from .rundir import atomic_write
 BLOCK = 1024  # latents are drawn in blocks, each from its own seed
 
 
-def _block(nz: int, seed: int, k: int) -> torch.Tensor:
+def truncate(z: torch.Tensor, psi: float | None, generator: torch.Generator) -> torch.Tensor:
+    """BigGAN's truncation trick: every entry of the normal latents ``z`` outside [-psi, psi]
+    is drawn again (from ``generator``) until none is: a truncated normal. Smaller ``psi``
+    trades variety for fidelity; None leaves ``z`` as it is."""
+    if psi is None:
+        return z
+    if psi <= 0:
+        raise ValueError(f"the truncation must be > 0, got {psi}")
+    z = z.clone()
+    while (outside := z.abs() > psi).any():
+        z[outside] = torch.randn(int(outside.sum()), generator=generator, dtype=z.dtype)
+    return z
+
+
+def _block(nz: int, seed: int, k: int, psi: float | None) -> torch.Tensor:
     gen = torch.Generator().manual_seed((seed * 1_000_003 + k) % 2**63)  # any seed fits
-    return torch.randn(BLOCK, nz, 1, 1, generator=gen)
+    return truncate(torch.randn(BLOCK, nz, 1, 1, generator=gen), psi, gen)
 
 
-def latents(n: int, nz: int, seed: int, start: int = 0) -> torch.Tensor:
-    """Latent vectors ``start .. start + n - 1`` of ``seed``'s endless sequence. Vector ``i``
-    depends only on (seed, i), never on the device or on how many are drawn at once, so any
-    range can be drawn (or drawn again after an interruption) on its own."""
+def latents(n: int, nz: int, seed: int, start: int = 0, truncation: float | None = None
+            ) -> torch.Tensor:
+    """Latent vectors ``start .. start + n - 1`` of ``seed``'s endless sequence, truncated at
+    ``truncation`` (:func:`truncate`). Vector ``i`` depends only on (seed, i, truncation), never
+    on the device or on how many are drawn at once, so any range can be drawn (or drawn again
+    after an interruption) on its own."""
     if n <= 0:
         return torch.zeros(0, nz, 1, 1)
     first, last = start // BLOCK, (start + n - 1) // BLOCK
-    blocks = torch.cat([_block(nz, seed, k) for k in range(first, last + 1)])
+    blocks = torch.cat([_block(nz, seed, k, truncation) for k in range(first, last + 1)])
     return blocks[start - first * BLOCK:start - first * BLOCK + n]
 
 
@@ -49,10 +65,11 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
-def walk(netG: nn.Module, seed_a: int, seed_b: int, steps: int) -> list[Image.Image]:
+def walk(netG: nn.Module, seed_a: int, seed_b: int, steps: int, truncation: float | None = None
+         ) -> list[Image.Image]:
     """``steps`` faces on the spherical path from ``seed_a``'s face to ``seed_b``'s."""
     nz = netG.nz
-    a, b = latents(1, nz, seed_a), latents(1, nz, seed_b)
+    a, b = latents(1, nz, seed_a, truncation=truncation), latents(1, nz, seed_b, truncation=truncation)
     ts = [i / (steps - 1) for i in range(steps)] if steps > 1 else [0.0]
     z = torch.cat([slerp(a, b, t) for t in ts])
     return [to_pil(x) for x in render(netG, z)]
@@ -85,10 +102,11 @@ def save_gif(frames: list[Image.Image], path: str | Path, frame_ms: int = 100) -
                                                 append_images=frames[1:], duration=frame_ms, loop=0))
 
 
-def save_grid(netG: nn.Module, num: int, seed: int, path: Path) -> None:
+def save_grid(netG: nn.Module, num: int, seed: int, path: Path, truncation: float | None = None
+              ) -> None:
     """Faces 0 .. num-1 of ``seed`` as one picture; its format from the file name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    picture = grid(render(netG, latents(num, netG.nz, seed)))
+    picture = grid(render(netG, latents(num, netG.nz, seed, truncation=truncation)))
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), path.suffix[1:].upper())
     atomic_write(path, lambda f: picture.save(f, format=fmt))
 
@@ -97,13 +115,15 @@ def face_file(out: Path, seed: int, index: int) -> Path:
     return out / f"face_{seed}_{index:07d}.png"
 
 
-def write_faces(netG: nn.Module, out: Path, num: int, seed: int, batch_size: int) -> None:
-    """Faces 0 .. num-1 of ``seed`` as PNG files, those not already there, a batch at a time."""
+def write_faces(netG: nn.Module, out: Path, num: int, seed: int, batch_size: int,
+                truncation: float | None = None) -> None:
+    """Faces 0 .. num-1 of ``seed`` as PNG files, those not already there, a batch at a time.
+    Truncated faces are other faces: give them their own folder."""
     out.mkdir(parents=True, exist_ok=True)
     missing = [i for i in range(num) if not face_file(out, seed, i).exists()]
     with tqdm(total=num, initial=num - len(missing), desc="drawing faces", unit="face") as bar:
         for chunk in _runs(missing, batch_size):
-            faces = render(netG, latents(len(chunk), netG.nz, seed, start=chunk[0]))
+            faces = render(netG, latents(len(chunk), netG.nz, seed, chunk[0], truncation))
             for i, face in zip(chunk, faces, strict=True):
                 image = to_pil(face)
                 atomic_write(face_file(out, seed, i), lambda f, im=image: im.save(f, format="PNG"),

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from .errors import OneLineErrorParser, UserError, run_command
-from .paths import IMAGE_EXTENSIONS, check_int, check_output_path
+from .paths import IMAGE_EXTENSIONS, check_int, check_output_path, check_truncation
 
 MAX_GRID = 256  # faces in one grid picture
 MAX_FILES = 10_000_000
@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"at most {MAX_GRID}, --out-dir any number up to {MAX_FILES:,})")
     p.add_argument("--batch-size", type=int, default=256, help="faces per forward pass (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0)")
+    p.add_argument("--truncation", type=float, metavar="PSI", help="draw z from a normal "
+                   "truncated at PSI (BigGAN's trick: smaller is more faithful, less varied; "
+                   "default: none, the plain normal)")
     p.add_argument("--interpolate", type=int, metavar="STEPS",
                    help="walk from --seed's face to --seed+1's in STEPS frames (with --gif)")
     p.add_argument("--gif", help="where --interpolate writes its animation")
@@ -57,6 +60,7 @@ def check(args: argparse.Namespace) -> None:
     check_int("--num", args.num, 1, MAX_FILES)
     check_int("--batch-size", args.batch_size, 1, 2**31)
     check_int("--seed", args.seed, 0, MAX_SEED)
+    check_truncation(args.truncation)
     if args.interpolate is not None and (not 2 <= args.interpolate <= 10_000 or not args.gif):
         raise UserError("--interpolate STEPS needs 2 <= STEPS <= 10000 and --gif OUT.gif")
     if args.export and not args.output:
@@ -86,12 +90,14 @@ def generate(argv: list[str] | None) -> None:
     netG = load_generator(load_checkpoint(args.checkpoint), resolve_device(args.device),
                           args.weights)
     if args.grid:
-        faces.save_grid(netG, args.num, args.seed, Path(args.grid))
+        faces.save_grid(netG, args.num, args.seed, Path(args.grid), args.truncation)
         print(f"wrote {args.grid} ({args.num} faces, seed {args.seed})")
     if args.out_dir:
-        faces.write_faces(netG, Path(args.out_dir), args.num, args.seed, args.batch_size)
+        faces.write_faces(netG, Path(args.out_dir), args.num, args.seed, args.batch_size,
+                          args.truncation)
     if args.interpolate:
-        faces.save_gif(faces.walk(netG, args.seed, args.seed + 1, args.interpolate), args.gif)
+        faces.save_gif(faces.walk(netG, args.seed, args.seed + 1, args.interpolate,
+                                  args.truncation), args.gif)
         print(f"wrote {args.gif} ({args.interpolate} frames, seed {args.seed} -> {args.seed + 1})")
     if args.export:
         faces.export(netG, args.export, Path(args.output))

@@ -35,6 +35,7 @@ from ignite.metrics.metric import reinit__is_reduced
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from .faces import truncate
 from .inception import NUM_FEATURES, Backbone, BackboneChoice
 from .metrics import (
     FeatureStats,
@@ -335,11 +336,11 @@ class Evaluator:
 
     def __init__(self, choice: BackboneChoice, real_set: Dataset, latents: torch.Tensor,
                  device: torch.device, cache_dir: Path | None = None, batch_size: int = 100,
-                 progress: bool = False) -> None:
+                 progress: bool = False, real: RealFeatures | None = None) -> None:
         self.backbone, self.is_unavailable = choice.backbone, choice.is_unavailable
         self.real_set, self.latents, self.device = real_set, latents, device
         self.cache_dir, self.batch_size, self.progress = cache_dir, batch_size, progress
-        self._real: RealFeatures | None = None
+        self._real = real
         self._netG: nn.Module | None = None
         self.engine, embeddings = embedding_engine(
             self.backbone, lambda z: self._netG(z.to(device)), device, progress,
@@ -423,6 +424,8 @@ def collapse_warning(record: dict[str, Any], earlier: list[dict[str, Any]] = ())
             "--lr, or try DiffAugment (--recipe diffaug-cosine) or another --seed")
 
 
-def eval_latents(n: int, nz: int, seed: int) -> torch.Tensor:
-    """The fixed latents of the evaluation set (a stream separate from training's)."""
-    return torch.randn(n, nz, 1, 1, generator=torch.Generator().manual_seed(seed + 1_000_003))
+def eval_latents(n: int, nz: int, seed: int, truncation: float | None = None) -> torch.Tensor:
+    """The fixed latents of the evaluation set (a stream separate from training's), optionally
+    truncated (faces.truncate)."""
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    return truncate(torch.randn(n, nz, 1, 1, generator=gen), truncation, gen)

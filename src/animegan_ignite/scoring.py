@@ -19,6 +19,7 @@ from .data import ImageFiles, default_transform, drop_unreadable, find_images, m
 from .device import resolve_device
 from .errors import UserError
 from .faces import latents
+from .figures import draw_truncation_sweep
 from .inception import BackboneChoice, load_backbone
 from .metrics import fid_from_stats, inception_score
 from .quality import (
@@ -54,6 +55,13 @@ def _run_settings(path: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def score_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     """The checkpoint's generator on its run's fixed latents against its held-out faces."""
+    return sweep(args, [args.truncation])[0]
+
+
+def sweep(args: argparse.Namespace, truncations: list[float | None] | None = None
+          ) -> list[dict[str, Any]]:
+    """Every score of the checkpoint at each truncation (the same latents truncated), against
+    the same held-out faces; with ``--truncation-sweep``, also drawn as a figure."""
     device = resolve_device(args.device)
     path = resolve_checkpoint(args.checkpoint)
     checkpoint = load_checkpoint(path)
@@ -62,10 +70,32 @@ def score_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     netG = load_generator(checkpoint, device, args.weights)
     choice = load_backbone(args.inception_weights, device)
     cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
-    z = eval_latents(s["eval_size"], netG.nz, s["seed"])
-    result = Evaluator(choice, split.eval, z, device, cache, args.batch_size,
-                       progress=not args.json)(netG)
-    return {"checkpoint": str(path), **result.to_dict()}
+    results, real = [], None
+    for psi in truncations or args.sweep:
+        z = eval_latents(s["eval_size"], netG.nz, s["seed"], psi)
+        evaluator = Evaluator(choice, split.eval, z, device, cache, args.batch_size,
+                              progress=not args.json, real=real)  # the real side once for all
+        results.append({"checkpoint": str(path), "truncation": psi, **evaluator(netG).to_dict()})
+        real = evaluator.real
+    if truncations is None:
+        figure = Path(args.plot) if args.plot else RunDir.of_checkpoint(path).plots / \
+            "truncation_sweep.png"
+        draw_truncation_sweep(results, figure)
+        print(f"wrote {figure}", file=sys.stderr)
+    return results
+
+
+def describe_sweep(results: list[dict[str, Any]]) -> str:
+    """The sweep as a table: one row per truncation."""
+    head = f"{results[0]['checkpoint']}: {results[0]['num_generated']} generated vs " \
+           f"{results[0]['num_real']} real"
+    rows = [f"{'psi':>6} {'FID':>8} {'KID':>8} {'precision':>9} {'recall':>7} {'diversity':>9}"]
+    for r in results:
+        cells = [r["fid"], r["kid"], r["precision"], r["recall"], r["diversity"]]
+        rows.append(f"{'none' if r['truncation'] is None else r['truncation']:>6} " + " ".join(
+            f"{'-' if v is None else f'{v:.{p}f}':>{w}}"
+            for v, p, w in zip(cells, (2, 4, 3, 3, 2), (8, 8, 9, 7, 9), strict=True)))
+    return "\n".join([head, *rows])
 
 
 @dataclass
@@ -165,7 +195,7 @@ def _generator(path: Path, args: argparse.Namespace, choice: BackboneChoice,
     checkpoint_path = resolve_checkpoint(path)
     netG = load_generator(load_checkpoint(checkpoint_path), device, args.weights)
     n, seed = args.num or 10_000, args.seed or 0
-    embedded = embed_generator(netG, latents(n, netG.nz, seed), choice.backbone, device,
-                               args.batch_size, progress=not args.json)
+    embedded = embed_generator(netG, latents(n, netG.nz, seed, truncation=args.truncation),
+                               choice.backbone, device, args.batch_size, progress=not args.json)
     return Side(RealFeatures(embedded["features"].cpu()), embedded["logits"],
                 f"{n} faces of seed {seed} from {checkpoint_path}")

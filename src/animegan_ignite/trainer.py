@@ -229,6 +229,7 @@ def training(plan: Plan) -> tuple[Engine, GAN]:
 @contextmanager
 def log_to_file(run: RunDir) -> Iterator[None]:
     """The console log also goes to ``RUN_DIR/train.log`` while the run trains."""
+    run.root.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(run.log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -2,9 +2,11 @@
 (a grid of faces, a "new faces" button, a seed field, a slider that walks between two faces)
 over these endpoints:
 
-- ``GET /api/faces?seed=S&n=N`` -> PNG grid of N faces (1..64) drawn from seed S;
-- ``GET /api/walk?a=S1&b=S2&t=T`` -> PNG of the face at T in [0, 1] on the spherical path from
-  seed S1's face to seed S2's;
+- ``GET /api/faces?seed=S&n=N&psi=P`` -> PNG grid of N faces (1..64) drawn from seed S;
+- ``GET /api/walk?a=S1&b=S2&t=T&psi=P`` -> PNG of the face at T in [0, 1] on the spherical path
+  from seed S1's face to seed S2's;
+
+``psi`` (optional, in (0, 10]) truncates the latents (BigGAN's trick); without it, none.
 - ``GET /api/info`` -> JSON about the checkpoint.
 
 Bad parameters get HTTP 400 with a JSON ``{"error": ...}``.
@@ -48,6 +50,13 @@ def _param(name: str, kind: type, default, lo, hi):
     return value
 
 
+def _truncation() -> float | None:
+    """``psi`` in (0, 10], or absent/``none`` for the plain normal."""
+    if request.args.get("psi", "none") == "none":
+        return None
+    return _param("psi", float, None, 1e-3, 10.0)
+
+
 def create_app(netG: torch.nn.Module, info: dict) -> Flask:
     """The web app around a generator (in eval mode)."""
     app = Flask(__name__)
@@ -73,8 +82,9 @@ def create_app(netG: torch.nn.Module, info: dict) -> Flask:
     def api_faces():
         seed = _param("seed", int, 0, 0, MAX_SEED)
         n = _param("n", int, 16, 1, MAX_GRID)
+        psi = _truncation()
         with lock:
-            images = render(netG, latents(n, netG.nz, seed))
+            images = render(netG, latents(n, netG.nz, seed, truncation=psi))
         return png(grid(images))
 
     @app.get("/api/walk")
@@ -82,7 +92,8 @@ def create_app(netG: torch.nn.Module, info: dict) -> Flask:
         a = _param("a", int, None, 0, MAX_SEED)
         b = _param("b", int, None, 0, MAX_SEED)
         t = _param("t", float, 0.5, 0.0, 1.0)
-        z = slerp(latents(1, netG.nz, a), latents(1, netG.nz, b), t)
+        psi = _truncation()
+        z = slerp(latents(1, netG.nz, a, truncation=psi), latents(1, netG.nz, b, truncation=psi), t)
         with lock:
             face = render(netG, z)[0]
         return png(to_pil(face).resize((256, 256), resample=0))
