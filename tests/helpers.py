@@ -65,13 +65,13 @@ def run_main(module: str, *args: object, cwd: Path | None = None) -> subprocess.
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
-def run_cli(module: str, *args: str, timeout: float = 600, cwd: Path | None = None
-            ) -> subprocess.CompletedProcess:
+def run_cli(module: str, *args: str, timeout: float = 600, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """``python -m animegan_ignite.<module> args`` in a process of its own: a child forked from
     a warm parent that has done the imports (tests/zygote.py), or with ANIMEGAN_TEST_FRESH=1 a
     fresh interpreter."""
     argv = [sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     if os.environ.get("ANIMEGAN_TEST_FRESH") == "1":
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=cwd)

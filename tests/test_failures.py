@@ -50,6 +50,12 @@ def world(tmp_path_factory):
     assert r.returncode == 0, r.stderr
     (root / "nockpt").mkdir()
     (root / "nockpt" / "config.json").write_text((root / "run" / "config.json").read_text())
+    (root / "ckfile").mkdir()  # a new output folder with a file where the run's folder goes
+    (root / "ckfile" / "checkpoints").write_text("mine")
+    (root / "histdir" / "history.jsonl").mkdir(parents=True)  # and a folder for its file
+    (root / "empty" / "checkpoints").mkdir(parents=True)  # a run whose checkpoint is empty
+    (root / "empty" / "config.json").write_text((root / "run" / "config.json").read_text())
+    (root / "empty" / "checkpoints" / "checkpoint_5.pt").write_bytes(b"")
     return root
 
 
@@ -60,6 +66,12 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("train", ["--output-dir", "afile"], 2, "is a file, not a folder"),
     ("train", ["--output-dir", "taken", "--force"], 2, "taken/snapshots is a file"),
     ("train", ["--output-dir", "mine"], 2, "is not empty (notes.txt, todo.md) and holds no run"),
+    ("train", ["--output-dir", "ckfile"], 2, "ckfile/checkpoints is a file, but the run keeps a folder"),
+    ("train", ["--output-dir", "histdir"], 2, "history.jsonl is a folder, but the run keeps a file"),
+    ("train", ["--eval-every", "1", "--cache-dir", "afile/cache"], 2, "afile is a file, so nothing "
+     "can be written below it"),
+    ("train", ["--resume", "empty/checkpoints/checkpoint_5.pt"], 2, "cannot be read as a checkpoint"),
+    ("train", ["--resume", "empty"], 2, "cannot be read as a checkpoint"),
     ("train", ["--output-dir", "run"], 2, "already holds a run"),
     ("train", ["--config", "intkey.yaml"], 2, "setting names must be text, got 1"),
     ("train", ["--config", "outdir.yaml"], 2, "output-dir 5: must be non-empty text"),
@@ -74,7 +86,6 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("train", ["--lr", "nan"], 2, "--lr nan: must be a number in (0, 1)"),
     ("train", ["--epochs", "0", "--batch-size", "-3"], 2, "--batch-size -3: must be an integer"),
     ("train", ["--resume", "mine"], 2, "is not a run directory"),
-    ("train", ["--resume", "nockpt"], 2, "has no checkpoint yet"),
     ("train", ["--resume", "afile"], 2, "not a checkpoint of a run"),
     ("train", ["--resume", "missing"], 2, "no such run directory"),
     ("train", ["--resume", "run", "--output-dir", "elsewhere"], 2,
@@ -115,6 +126,20 @@ def test_a_bad_input_is_one_line_with_its_status_and_changes_nothing(world, modu
     r = run_main(module, *extra, *args, cwd=world)  # the case's flags win
     assert_one_line_error(r, status, fragment)
     assert snapshot(world) == before
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_the_beginning(world, tmp_path):
+    run = tmp_path / "nockpt"
+    shutil.copytree(world / "nockpt", run)  # config.json only: killed before any checkpoint
+    (run / "history.jsonl").write_text('{"kind": "iteration", "iteration": 1, "epoch": 1, '
+                                       '"loss_d": 1.0, "loss_g": 1.0}\n')
+    r = run_main("train", "--resume", run)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "has no checkpoint yet: training it from the beginning" in r.stderr
+    iters, epochs = split_history(read_history(run))
+    assert [x["iteration"] for x in iters] == list(range(1, 14)) and len(epochs) == 1
+    reference = split_history(read_history(world / "run"))[0]
+    assert [x["loss_d"] for x in iters] == [x["loss_d"] for x in reference]  # the same run
 
 
 def _png_header_claiming(path: Path, width: int, height: int) -> None:

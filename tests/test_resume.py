@@ -143,3 +143,69 @@ def test_with_dataloader_workers_a_resumed_run_ends_with_the_uninterrupted_runs_
     for resumed in (cut, inside):
         for key in ("netG", "netD"):
             assert all(torch.equal(whole[key][k], resumed[key][k]) for k in whole[key]), key
+
+
+# --- requested stops, in this process: the signal is sent at an exact point of the run ----------
+
+
+SMALL = ["--synthetic-size", "120", "--epochs", "2", "--batch-size", "8", "--ngf", "8", "--ndf", "8",
+         "--nz", "16", "--eval-size", "10", "--eval-every", "1", "--snapshot-every", "4",
+         "--inception-weights", "pool3",
+         "--num-workers", "0", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run, and the real features' cache the others share."""
+    root = tmp_path_factory.mktemp("reference")
+    r = run_main("train", *SMALL, "--cache-dir", root / "cache", "--output-dir", root / "ref")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return root
+
+
+def _stopped(reference, tmp_path, fault: str):
+    """The reference's run stopped by ``fault`` (faults.py) in ``tmp_path/run``."""
+    with pytest.MonkeyPatch.context() as m:
+        m.setenv("ANIMEGAN_FAULT", fault)
+        return run_main("train", *SMALL, "--cache-dir", reference / "cache", "--output-dir",
+                        tmp_path / "run")
+
+
+def _resumed(reference, tmp_path):
+    return run_main("train", "--resume", tmp_path / "run", "--cache-dir", reference / "cache")
+
+
+def _without_work(run):
+    return [{k: v for k, v in r.items() if k not in ("train_seconds", "eval_seconds",
+                                                      "inception_images")} for r in read_history(run)]
+
+
+def test_ctrl_c_during_the_last_evaluation_then_resume_ends_as_an_uninterrupted_run(reference,
+                                                                                   tmp_path):
+    stopped = _stopped(reference, tmp_path, "evaluation:2:SIGINT")  # the last epoch's
+    assert stopped.returncode == 130, stopped.stderr[-2000:]
+    assert "interrupted; checkpoint_26.pt was saved. Continue with: animegan-train --resume" in stopped.stderr
+    resumed = _resumed(reference, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "finishing epoch 2's end" in resumed.stderr
+    ref, run = reference / "ref", tmp_path / "run"
+    assert _without_work(run) == _without_work(ref)  # the last record and the end, once each
+    assert (run / "snapshots" / "final.png").read_bytes() == (ref / "snapshots" / "final.png").read_bytes()
+    assert [p.name for _, p in RunDir(run).best_checkpoints()] == [
+        p.name for _, p in RunDir(ref).best_checkpoints()]
+    assert sorted(p.name for p in (run / "plots").iterdir()) == sorted(
+        p.name for p in (ref / "plots").iterdir())
+    a, b = (torch.load(r / "checkpoints" / "checkpoint_26.pt") for r in (run, ref))
+    assert all(torch.equal(a["netG"][k], b["netG"][k]) for k in a["netG"])
+
+
+def test_sigterm_during_start_up_says_what_to_run_and_the_resume_trains_from_the_beginning(
+        reference, tmp_path):
+    stopped = _stopped(reference, tmp_path, "start:1:SIGTERM")
+    assert stopped.returncode == 143, stopped.stderr[-2000:]
+    assert "stopped by SIGTERM before the first checkpoint. Continue with: animegan-train --resume" \
+        in stopped.stderr
+    assert not RunDir(tmp_path / "run").regular_checkpoints()
+    resumed = _resumed(reference, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _without_work(tmp_path / "run") == _without_work(reference / "ref")

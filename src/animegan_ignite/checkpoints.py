@@ -16,6 +16,7 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import Checkpoint, DiskSaver
 
+from . import faults
 from .errors import UserError
 from .models import Generator
 from .rundir import RunDir, atomic_write
@@ -42,7 +43,12 @@ class DurableSaver(DiskSaver):
         if idist.get_rank() != self.save_on_rank:
             return
         self.dirname.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.dirname / filename, lambda f: torch.save(checkpoint, f))
+
+        def write(f: Any) -> None:
+            torch.save(checkpoint, f)
+            faults.point("checkpoint")  # written, not yet renamed into place
+
+        atomic_write(self.dirname / filename, write)
         for name in self._doomed:
             if name != filename:
                 (self.dirname / name).unlink(missing_ok=True)

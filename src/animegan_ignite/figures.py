@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw
 from torchvision.utils import make_grid
 
+from . import faults
 from .checkpoints import CheckpointError, load_checkpoint, load_generator
 from .history import read_history, split_history
 from .models import sample
@@ -267,6 +268,7 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
                                       lambda ax: draw_d_outputs(ax, iters, epochs)))
     else:
         report.missing.append("losses, D outputs: no iterations in the history yet")
+    faults.point("plots")
     if _evaluated(epochs):
         fig = Figure(figsize=(12, 9))
         axes = fig.subplots(2, 2)

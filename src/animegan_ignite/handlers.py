@@ -2,19 +2,25 @@
 they fire (ignite runs the handlers of one event in the order they were added):
 
 - ``STARTED``: exact resume (resume.py); DCGAN weight init (fresh runs only); a run resumed at
-  an epoch end whose record was never written finishes that epoch end first.
+  an epoch end whose record was never written finishes that epoch end first; stop point.
 - ``EPOCH_STARTED``: the epoch's data order (resume.py); the epoch timer starts.
 - ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
-- ``ITERATION_COMPLETED``: NaN guard -> last finished iteration (resume.py) -> EMA of G ->
+- ``ITERATION_COMPLETED``: last finished iteration (resume.py) -> NaN guard -> EMA of G ->
   running averages -> loss history -> mid-epoch checkpoint (``--checkpoint-every``) ->
-  fixed-noise snapshot -> progress bar -> trackers.
-- ``EPOCH_COMPLETED``: :class:`EpochEnd`: evaluate -> history record -> best checkpoint ->
-  regular checkpoint -> ``EPOCH_RECORDED`` (trackers) -> plots and log line. The regular
-  checkpoint comes after the record and the best one, so it holds both: killed anywhere
-  before it, the run redoes the epoch.
-- ``EXCEPTION_RAISED``: Ctrl-C, SIGTERM or a crash: a checkpoint at the last finished
+  fixed-noise snapshot -> progress bar -> trackers -> stop point.
+- ``EPOCH_COMPLETED``: :class:`EpochEnd`: evaluate (stop points between its batches) ->
+  history record -> best checkpoint -> regular checkpoint -> ``EPOCH_RECORDED`` (trackers) ->
+  plots and log line -> stop point. The regular checkpoint comes after the record and the best
+  one, so it holds both: killed anywhere before it, the run redoes the epoch end.
+- ``EXCEPTION_RAISED``: a stop, a second Ctrl-C or a crash: a checkpoint at the last finished
   iteration and the plots; a divergence (NaN) saves nothing.
-- ``COMPLETED``: the final snapshot.
+- ``COMPLETED``: :func:`end_of_run`: the final snapshot, the plots and the history's ``end``
+  record, which says the run needs nothing more (:func:`finish` does what a run stopped before
+  it lacks).
+
+A stop requested by Ctrl-C or SIGTERM (signals.py) is acted on only at a stop point
+(resume.stop_point), where the state is whole, so the resumed run ends exactly as an
+uninterrupted one.
 
 Only the writer (rank 0, ``is_writer``) writes files; every rank takes part in evaluation and
 in gathering the RNG states that the checkpoints hold.
@@ -38,7 +44,7 @@ from ignite.metrics import RunningAverage
 from torch import nn
 from torchvision.utils import save_image
 
-from . import resume
+from . import faults, resume
 from .config import Config
 from .errors import Diverged, is_write_failure
 from .figures import export_plots
@@ -100,9 +106,11 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     timer.attach(trainer, start=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED)
     epoch_end = EpochEnd(ctx, timer)
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
+    trainer.add_event_handler(Events.STARTED, resume.stop_point)
 
     if ctx.cfg.lr_decay == "cosine":
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: faults.point("iteration"))
     trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_on_nan)
     if ctx.ema is not None:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, set_ema_momentum, ctx.cfg)
@@ -121,10 +129,12 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
             ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
         for tracker in ctx.trackers:
             tracker.attach(trainer)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, resume.stop_point)
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_end)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, resume.stop_point)
     trainer.add_event_handler(Events.EXCEPTION_RAISED, on_exception, ctx, timer)
-    trainer.add_event_handler(Events.COMPLETED, final_snapshot, ctx)
+    trainer.add_event_handler(Events.COMPLETED, end_of_run, ctx)
 
 
 def init_weights(engine: Engine, ctx: RunContext) -> None:
@@ -225,9 +235,27 @@ def snapshot(engine: Engine, ctx: RunContext) -> None:
     save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.snapshot(engine.state.iteration))
 
 
-def final_snapshot(engine: Engine, ctx: RunContext) -> None:
-    if ctx.is_writer:
-        save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.final_snapshot)
+def end_of_run(engine: Engine, ctx: RunContext) -> None:
+    """The final snapshot and plots, then the history's ``end`` record: the run is complete."""
+    if not ctx.is_writer:
+        return
+    faults.point("end")
+    save_grid(ctx.sampler_net, ctx.fixed_noise, ctx.run.final_snapshot)
+    export_plots(ctx.run.root)
+    ctx.history.append({"kind": "end", "iteration": engine.state.iteration,
+                        "epoch": engine.state.epoch})
+
+
+def finish(engine: Engine, ctx: RunContext) -> None:
+    """A run resumed at its last iteration does what it had not finished there: the last
+    epoch's end (if its record is missing), then the run's end. (ignite's run() would start a
+    finished state anew, so these handlers are called here.)"""
+    timer = Timer()
+    try:
+        finish_interrupted_epoch_end(engine, ctx, EpochEnd(ctx, timer))
+        end_of_run(engine, ctx)
+    except BaseException as e:
+        on_exception(engine, e, ctx, timer)
 
 
 def saved_iteration(checkpointer: Checkpoint) -> int:
@@ -282,6 +310,7 @@ class EpochEnd:
             return
         record = self.record(engine, seconds, result)
         ctx.history.append(record)
+        faults.point("record")
         if result is not None:
             engine.state.metrics["best_score"] = best_score(record, ctx.cfg.best_metric)
             ctx.best(engine)
@@ -335,18 +364,23 @@ def finish_interrupted_epoch_end(engine: Engine, ctx: RunContext, epoch_end: Epo
 
 
 def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer) -> None:
-    """ignite calls this instead of raising. On Ctrl-C, SIGTERM or a crash: save what there is,
-    then re-raise. Interrupted inside an iteration, ``state.iteration`` is one ahead of the
-    last finished (and recorded) one: the checkpoint is labelled with the finished one, with
-    the RNG states of that moment, so the resumed run redoes the unfinished iteration and the
-    history stays continuous. A divergence saves nothing (the weights are broken), nor does a
-    write that failed (a full disk would fail again; the last complete checkpoint stays)."""
+    """ignite calls this instead of raising. On a stop, a second Ctrl-C or a crash: save what
+    there is, then re-raise. A stop acted on at a stop point (``e.agreed``) has every rank here,
+    so the checkpoint holds every rank's RNG state; otherwise (a second Ctrl-C, a crash) rank
+    0's, and, interrupted inside an iteration, the checkpoint is labelled with the last finished
+    one, with the RNG states of that moment, so the resumed run redoes the unfinished iteration
+    and the history stays continuous. A divergence saves nothing (the weights are broken), nor
+    does a write that failed (a full disk would fail again; the last complete checkpoint stays)."""
     if is_write_failure(e):
         raise e
-    if ctx.is_writer and not isinstance(e, Diverged):
+    agreed = getattr(e, "agreed", False)
+    if not isinstance(e, Diverged):
         engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)
-        if engine.state.iteration > saved_iteration(ctx.regular):
-            ctx.run_state.before_save(engine, timer.value(), every_rank=False)
+        if agreed:
+            ctx.run_state.before_save(engine, timer.value(), every_rank=True)
+        if ctx.is_writer and engine.state.iteration > saved_iteration(ctx.regular):
+            if not agreed:
+                ctx.run_state.before_save(engine, timer.value(), every_rank=False)
             ctx.regular(engine)
     if ctx.is_writer:
         export_plots(ctx.run.root)

@@ -53,6 +53,11 @@ class History:
     def records(self) -> list[dict[str, Any]]:
         return read_history(self.run_dir)
 
+    def ended_at(self, iteration: int) -> bool:
+        """The run ended (final snapshot and plots drawn) at ``iteration``."""
+        return any(r.get("kind") == "end" and r.get("iteration") == iteration
+                   for r in self.records())
+
     def epochs_recorded(self) -> set[int]:
         return {r["epoch"] for r in self.records() if r.get("kind") == "epoch"}
 
@@ -68,8 +73,10 @@ class History:
 
     def truncate_after(self, iteration: int) -> None:
         """Keep only records up to ``iteration``: what a resumed run will redo is dropped, so
-        the history stays continuous. Rewritten atomically."""
-        kept = [r for r in self.records() if r.get("iteration", 0) <= iteration]
+        the history stays continuous; an ``end`` record too (a resumed run has not ended).
+        Rewritten atomically."""
+        kept = [r for r in self.records()
+                if r.get("iteration", 0) <= iteration and r.get("kind") != "end"]
         write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def append(self, record: dict[str, Any]) -> None:

@@ -28,13 +28,14 @@ from typing import Any
 import ignite.distributed as idist
 import numpy as np
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar, Timer
 from ignite.metrics import Metric, MetricsLambda
 from ignite.metrics.metric import reinit__is_reduced
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from . import faults
 from .faces import truncate
 from .inception import NUM_FEATURES, Backbone, BackboneChoice
 from .metrics import (
@@ -48,6 +49,7 @@ from .metrics import (
     vendi,
 )
 from .models import eval_mode
+from .resume import stop_point
 from .rundir import atomic_write
 
 logger = logging.getLogger("animegan_ignite")
@@ -347,6 +349,11 @@ class Evaluator:
             "evaluating")
         MetricsLambda(lambda e: scores(e["features"], self.real), embeddings).attach(
             self.engine, "scores")
+        # An epoch end's evaluation takes minutes on a CPU: a requested stop is acted on
+        # between its batches (the resumed run evaluates that epoch again).
+        self.engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: faults.point(
+            "evaluation"))
+        self.engine.add_event_handler(Events.ITERATION_COMPLETED, stop_point)
         if self.backbone.has_logits:
             MetricsLambda(lambda e: inception_score(e["logits"].cpu(), IS_SPLITS),
                           embeddings).attach(self.engine, "is")

@@ -9,8 +9,10 @@ What a checkpoint needs beyond the models, optimizers, GradScalers and EMA (whic
   resumed epoch at the first batch the stopped run had not trained on;
 - :func:`attach`: the handlers that record the last finished iteration and its RNG states, set
   each epoch's data order, and set the restored RNG state again at the first iteration;
+- :func:`stop_point`: where a requested stop (signals.py) is acted on, so the state saved then
+  is whole;
 - :func:`restore`: loads a checkpoint into every object and tells a rank that has no saved
-  RNG state (a Ctrl-C checkpoint of a multi-process run) that its noise stream is new.
+  RNG state (a second Ctrl-C's checkpoint of a multi-process run) that its noise stream is new.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ignite.utils import manual_seed
 from torch.utils.data import DataLoader, DistributedSampler
 
 from .checkpoints import CheckpointError
+from .signals import StopRequest
 
 logger = logging.getLogger("animegan_ignite")
 
@@ -163,6 +166,20 @@ def _mark_completed(engine: Engine) -> None:
     (an interruption inside the next iteration is labelled with this one)."""
     engine.state.completed_iteration = engine.state.iteration
     engine.state.completed_rng = capture_rng()
+
+
+def stop_point(engine: Engine | None = None) -> None:
+    """Where a requested stop (Ctrl-C, SIGTERM) is acted on: the run's state is whole here
+    (an iteration with its handlers done, an evaluation batch, an epoch end), so the checkpoint
+    then written is what an uninterrupted run had. Every rank stops at the same point (the
+    request is all-reduced), so all can hand over their RNG states."""
+    signum = StopRequest.signum
+    if idist.get_world_size() > 1:
+        signum = int(idist.all_reduce(torch.tensor(signum, device=idist.device()), op="MAX").item())
+    if signum:
+        stop = StopRequest.exception(signum)
+        stop.agreed = True  # every rank is here: on_exception may gather from all
+        raise stop
 
 
 def restore(to_load: dict[str, Any], checkpoint: dict[str, Any], state: RunState, seed: int) -> int:

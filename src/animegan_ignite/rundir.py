@@ -131,7 +131,8 @@ class RunDir:
         return cls(path.parent.parent if path.parent.name == CHECKPOINT_DIR else path.parent)
 
     def is_run(self) -> bool:
-        return any(p.exists() for p in (self.config, self.history, self.checkpoints))
+        """A training run wrote here: its settings, its history or its checkpoint folder."""
+        return self.config.is_file() or self.history.is_file() or self.checkpoints.is_dir()
 
     def snapshot(self, iteration: int) -> Path:
         return self.snapshots / f"iter_{iteration:07d}.png"
@@ -149,12 +150,16 @@ class RunDir:
         return _numbered(self.snapshots, _SNAPSHOT)
 
     def check_layout(self) -> None:
-        """The run's folder names must be free for folders (a file named ``snapshots`` would
-        stop the run at its first snapshot)."""
+        """The run's folder names must be free for folders and its file names for files (a
+        file named ``snapshots`` would stop the run at its first snapshot)."""
         for folder in (self.checkpoints, self.snapshots, self.plots, self.tensorboard):
             if folder.exists() and not folder.is_dir():
                 raise RunDirError(f"{folder} is a file, but the run keeps a folder of that name "
                                   "there; move the file away or choose another --output-dir")
+        for file in (self.config, self.history, self.noise, self.log, self.lock):
+            if file.is_dir():
+                raise RunDirError(f"{file} is a folder, but the run keeps a file of that name "
+                                  "there; move the folder away or choose another --output-dir")
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Temporary files of writes that a killed process never finished."""
@@ -209,6 +214,7 @@ def new_run_dir(output_dir: str | None, check: bool = True, force: bool = False)
         return path
     check_output_path(path, "--output-dir", folder=True)
     run = RunDir(path)
+    run.check_layout()  # a file in the way is named as such, not taken for a run
     if run.is_run():
         raise RunDirError(f"--output-dir {path} already holds a run; continue it with "
                           f"--resume {path}, or choose another --output-dir")

@@ -1,6 +1,11 @@
-"""SIGTERM, which cloud preemptions, ``kill``, ``docker stop`` and job schedulers send: a
-training process stops as on Ctrl-C (a checkpoint, then the plots) instead of the OS ending it
-with up to an epoch unsaved; a launching process passes it on to its training processes."""
+"""Stopping a run cleanly: Ctrl-C (SIGINT) and SIGTERM (a preemption, ``kill``, ``docker stop``,
+a scheduler's time limit) are *requests* that a training process acts on at the next point where
+its state is whole (the end of an iteration, between evaluation batches, the end of an epoch),
+so the checkpoint it then writes is exactly what an uninterrupted run had there. A second Ctrl-C
+stops at once (the checkpoint is then the last finished iteration's); a second SIGTERM is
+ignored while the checkpoint is written. A launching process passes SIGTERM on to its training
+processes. No torch here.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +19,48 @@ from contextlib import contextmanager
 from .errors import Terminated
 
 
+class StopRequest:
+    """The signal a training process was asked to stop by (0: none yet)."""
+
+    signum = 0
+
+    @classmethod
+    def exception(cls, signum: int | None = None) -> KeyboardInterrupt:
+        """What a stop raises: Terminated for SIGTERM, KeyboardInterrupt for Ctrl-C."""
+        return Terminated() if (signum or cls.signum) == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _request(signum: int, frame: object) -> None:
+    if signum == signal.SIGINT and StopRequest.signum == signal.SIGINT:
+        raise KeyboardInterrupt  # a second Ctrl-C: at once
+    if StopRequest.signum:
+        return  # a repeated SIGTERM (a scheduler's reminder) waits for the checkpoint
+    StopRequest.signum = signum
+    # Signals sent to the whole process group end the DataLoader workers too, and torch's
+    # SIGCHLD handler would then raise in the middle of the iteration or checkpoint: the run
+    # is stopping, so their ends go unreported.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+@contextmanager
+def stops_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM become stop requests inside the block (see the module docstring);
+    the previous handlers come back after it. Signals reach only the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    StopRequest.signum = 0
+    previous = {s: signal.signal(s, _request) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 @contextmanager
 def on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
-    """``handler`` for SIGTERM inside the block, the previous one after it (a Python that called
-    ``main()`` gets its own back). Signals reach only the main thread: elsewhere, nothing."""
+    """``handler`` for SIGTERM inside the block, the previous one after it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -26,17 +69,6 @@ def on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def raise_terminated(signum: int, frame: object) -> None:
-    """In a training process: SIGTERM raises :class:`Terminated`, once; a repeated SIGTERM
-    (a scheduler's reminder, a parent stopping its other processes) waits for the checkpoint.
-    A SIGTERM sent to the whole process group (``pkill``, systemd, a job scheduler) also ends
-    the DataLoader workers, and torch's SIGCHLD handler would then raise in the middle of
-    writing the checkpoint: the run is stopping, so their ends go unreported."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    raise Terminated
 
 
 def forward_to_children(signum: int, frame: object) -> None:

@@ -24,7 +24,7 @@ from ignite.engine import Engine
 from ignite.utils import manual_seed
 from torchvision.utils import save_image
 
-from . import resume
+from . import faults, resume
 from .augment import DiffAugment
 from .cache import default_cache_dir
 from .checkpoints import (
@@ -38,9 +38,9 @@ from .config import Config, ConfigError, parse_policy
 from .data import Split, iterations_per_epoch, make_split, make_train_loader
 from .device import check_precision, resolve_device
 from .download import fetch
-from .errors import exit_status, print_error
+from .errors import Terminated, exit_status, print_error
 from .gan import GAN, Speed, build_gan, make_scalers, make_training_step
-from .handlers import RunContext, best_score, make_ema, setup_handlers
+from .handlers import RunContext, best_score, finish, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
 from .models import summarize
@@ -55,7 +55,7 @@ from .rundir import (
     write_json_atomic,
     write_text_atomic,
 )
-from .signals import forward_to_children, on_sigterm, raise_terminated
+from .signals import forward_to_children, on_sigterm, stops_deferred
 from .trackers import make_trackers
 
 logger = logging.getLogger("animegan_ignite")
@@ -102,16 +102,15 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     check_precision(cfg.precision, device)
     checkpoint = None
     if cfg.resume:
-        checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
         run_dir = Path(cfg.output_dir)
         check_output_path(run_dir, "--resume", folder=True)
         RunDir(run_dir).check_layout()
-        done, partial = divmod(checkpoint_iteration(checkpoint), checkpoint["trainer"]["epoch_length"])
-        if done >= cfg.epochs and not partial:
-            raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
-                              f"pass --epochs N with N > {done} to train longer")
+        checkpoint = _resume_point(cfg, RunDir(run_dir))
     else:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
+    if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
+        check_output_path(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
+                          "--cache-dir", folder=True)
     if cfg.download:
         cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
@@ -122,6 +121,24 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
                                                              cfg.world_size))
     return Plan(cfg, device, RunDir(run_dir), split, checkpoint)
+
+
+def _resume_point(cfg: Config, run: RunDir) -> dict[str, Any] | None:
+    """The checkpoint ``--resume`` continues from, or None for a run stopped before its first
+    checkpoint (it starts again from the beginning, in its own folder, with its settings). A
+    run whose last epoch is trained but whose end (the last evaluation, record, checkpoints,
+    snapshot or plots) was cut short resumes to finish it; a complete run needs more --epochs."""
+    if Path(cfg.resume).is_dir() and not run.regular_checkpoints():
+        logger.info("%s has no checkpoint yet: training it from the beginning", run)
+        return None
+    checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
+    iteration = checkpoint_iteration(checkpoint)
+    done, partial = divmod(iteration, checkpoint["trainer"]["epoch_length"])
+    complete = done > cfg.epochs or (done == cfg.epochs and History(run.root).ended_at(iteration))
+    if complete and not partial:
+        raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
+                          f"pass --epochs N with N > {done} to train longer")
+    return checkpoint
 
 
 def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
@@ -135,7 +152,7 @@ def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
 def _check_still_new(plan: Plan) -> None:
     """A new run's folder was checked before the data set was loaded; a trainer started at the
     same time with the same --output-dir may have filled it since."""
-    if plan.checkpoint is None and plan.run.is_run():
+    if not plan.cfg.resume and plan.run.is_run():
         raise RunDirError(f"--output-dir {plan.run} already holds a run (another trainer started "
                           f"there meanwhile); continue it with --resume {plan.run}")
 
@@ -155,7 +172,7 @@ def training_process(local_rank: int, plan: Plan) -> None:
     stop into its exit status (a SystemExit, which also leaves a spawned process)."""
     setup_process(plan)
     try:
-        with on_sigterm(raise_terminated):
+        with stops_deferred():
             trainer, _ = training(plan)
     except BaseException as e:
         status, message = exit_status(e, "The last complete checkpoint and history.jsonl are "
@@ -173,13 +190,15 @@ def training_process(local_rank: int, plan: Plan) -> None:
 
 def stop_message(e: BaseException, run: RunDir) -> str:
     """What an interrupted run says: what is on disk, and the command that goes on from it."""
-    how = "stopped by SIGTERM" if type(e).__name__ == "Terminated" else "interrupted"
+    how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
     found = run.regular_checkpoints()
     if found:
         return (f"{how}; {found[-1][1].name} was saved. Continue with: animegan-train --resume "
                 f"{run}")
-    return (f"{how} before the first checkpoint, so there is nothing to resume; start again "
-            f"with: animegan-train --config {run.config} --output-dir NEW_DIR")
+    if run.config.is_file():
+        return (f"{how} before the first checkpoint. Continue with: animegan-train --resume {run} "
+                "(it trains from the beginning, with the run's settings)")
+    return f"{how} before the run started; nothing was written"
 
 
 def setup_process(plan: Plan) -> None:
@@ -215,9 +234,14 @@ def training(plan: Plan) -> tuple[Engine, GAN]:
         cleanup.callback(ctx.close)
         if plan.checkpoint is not None:
             restore(plan, trainer, ctx, to_save)
-        elif rank == 0:
+        elif rank == 0:  # a new run, or one stopped before its first checkpoint, from the start
+            ctx.history.truncate_after(0)
             atomic_write(plan.run.noise, lambda f: torch.save(ctx.fixed_noise.cpu(), f))
         setup_handlers(trainer, ctx)
+        faults.point("start")
+        if plan.checkpoint and trainer.state.iteration == cfg.epochs * trainer.state.epoch_length:
+            finish(trainer, ctx)  # resumed after its last iteration: its end only
+            return trainer, gan
         world = idist.get_world_size()  # --batch-size is the global batch, split over processes
         loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers,
                                    cfg.seed, world, rank, pin_memory=plan.device.type == "cuda",

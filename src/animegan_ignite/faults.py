@@ -1,0 +1,53 @@
+"""Fault injection for the chaos check (``scripts/chaos.py``): with ``ANIMEGAN_FAULT`` set to
+``PHASE:N:SIGNAL`` (e.g. ``evaluation:3:SIGKILL``), the training process sends itself SIGNAL the
+N-th time it passes the point named PHASE, so a stop lands exactly there and can be replayed;
+with ``ANIMEGAN_FAULT_LOG`` set to a file, each pass is appended to it (how the check learns
+where a run can be stopped). Without them every point is a no-op. The points, in the order a
+run passes them:
+
+- ``start``: the run folder is made, nothing trained yet;
+- ``iteration``: inside an iteration, after the step, before its handlers;
+- ``checkpoint``: a checkpoint's temporary file is written, not yet renamed into place;
+- ``evaluation``: between two batches of an epoch end's evaluation;
+- ``record``: an epoch's record is in the history, its checkpoints not yet written;
+- ``plots``: between two figures of a plot export;
+- ``end``: the last epoch is done, the final snapshot and plots not yet drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+PHASES = ("start", "iteration", "checkpoint", "evaluation", "record", "plots", "end")
+
+
+def parse(spec: str) -> tuple[str, int, int]:
+    """``"PHASE:N:SIGNAL"`` -> (phase, n, signal number)."""
+    phase, n, name = spec.split(":")
+    if phase not in PHASES:
+        raise ValueError(f"ANIMEGAN_FAULT: unknown phase {phase!r} (choose from {PHASES})")
+    return phase, int(n), int(getattr(signal, name))
+
+
+_passed: Counter[str] = Counter()
+_counting: list[str | None] = [None]  # the spec the counts are for
+
+
+def point(phase: str) -> None:
+    """Count a pass of ``phase`` (in the first training process, where several run); log it
+    and send the configured signal on the configured pass. The variables are read at each
+    pass, not at import: a process forked from another sees its own."""
+    spec, log = os.environ.get("ANIMEGAN_FAULT"), os.environ.get("ANIMEGAN_FAULT_LOG")
+    if not (spec or log) or os.environ.get("RANK", "0") != "0":
+        return
+    if _counting[0] != (spec, log):  # another fault asked for (several runs in one process)
+        _counting[0] = (spec, log)
+        _passed.clear()
+    _passed[phase] += 1
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{phase}\n")
+    if spec and parse(spec)[:2] == (phase, _passed[phase]):
+        os.kill(os.getpid(), parse(spec)[2])
