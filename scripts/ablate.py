@@ -27,6 +27,7 @@ import argparse
 import json
 import math
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -42,7 +43,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from animegan_ignite.config import make_config
-from animegan_ignite.data import iterations_per_epoch, make_split, make_train_loader
+from animegan_ignite.data import find_images, iterations_per_epoch, make_split, make_train_loader
 from animegan_ignite.gan import build_gan
 from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.history import read_history, split_history
@@ -84,6 +85,11 @@ VARIANTS: dict[str, list[str]] = {
     "translation_lr5": ["--recipe", "dcgan", "--diffaugment", "translation", "--lr", "5e-4"],
     "translation_ema_lr5": ["--recipe", "dcgan", "--diffaugment", "translation", *EMA,
                             "--lr", "5e-4"],
+    # The default for real data (DiffAugment at p = 1, Adam 5e-4 with a cosine decay), its
+    # strength adapted (ADA), and its rates without augmentation (issue 29's regimes).
+    "default": ["--recipe", "diffaug-cosine"],
+    "default_ada": ["--recipe", "diffaug-cosine", "--augment-p", "auto"],
+    "default_noaug": ["--recipe", "diffaug-cosine", "--diffaugment", "none"],
 }
 
 
@@ -98,17 +104,44 @@ def variant_flags(name: str) -> list[str]:
 
 
 def schedule(args: argparse.Namespace) -> list[str]:
-    """The flags every variant shares: data, split, batch, budget, evaluation."""
-    if args.data_dir is None:  # the synthetic demo's own schedule
+    """The flags every variant shares: data, split, batch, budget, evaluation. Without
+    --data-dir and --iterations, the synthetic demo's own schedule."""
+    if args.data_dir is None and args.iterations is None:
         return ["--inception-weights", args.inception_weights, "--split-seed", str(args.split_seed)]
-    n = len(make_split(args.data_dir, args.eval_size, args.batch_size, args.split_seed).train)
+    args.iterations = args.iterations or 460
+    if args.data_dir is None:  # the synthetic faces, on a budget (--fresh: new ones every epoch)
+        n = args.synthetic_size - args.eval_size
+        data = ["--synthetic-size", str(args.synthetic_size), "--no-cache",
+                *(["--synthetic-fresh"] if args.fresh else [])]
+    else:
+        folder = subset_folder(args) if args.train_size else args.data_dir
+        n = len(make_split(folder, args.eval_size, args.batch_size, args.split_seed).train)
+        data = ["--data-dir", folder, "--cache"]
     per_epoch = iterations_per_epoch(n, args.batch_size)
     epochs = math.ceil(args.iterations / per_epoch)
     every = max(1, epochs // args.eval_points)
-    return ["--data-dir", args.data_dir, "--split-seed", str(args.split_seed), "--batch-size",
-            str(args.batch_size), "--eval-size", str(args.eval_size), "--epochs", str(epochs),
-            "--eval-every", str(every), "--inception-weights", args.inception_weights, "--cache",
+    return [*data, "--split-seed", str(args.split_seed), "--batch-size", str(args.batch_size),
+            "--eval-size", str(args.eval_size), "--epochs", str(epochs), "--eval-every", str(every),
+            "--inception-weights", args.inception_weights,
             "--snapshot-every", str(max(1, epochs * per_epoch // 8))]
+
+
+def subset_folder(args: argparse.Namespace) -> str:
+    """A folder of links to --train-size + --eval-size faces of --data-dir (a seeded choice):
+    the data-limited regime, its held-out faces as many as the full folder's."""
+    files = find_images(args.data_dir)
+    need = args.train_size + args.eval_size
+    if need > len(files):
+        raise SystemExit(f"error: --train-size {args.train_size} + --eval-size {args.eval_size} "
+                         f"needs {need} faces; {args.data_dir} has {len(files)}")
+    chosen = random.Random(args.split_seed).sample(files, need)
+    folder = args.out / f"data_{args.train_size}" / "faces"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, path in enumerate(sorted(chosen)):
+        link = folder / f"{i:06d}{path.suffix}"
+        if not link.exists():
+            link.symlink_to(Path(path).resolve())
+    return str(folder.parent)
 
 
 def finished(run: Path) -> bool:
@@ -173,7 +206,7 @@ def _seconds_per_iteration(cfg, iters: int, warmup: int = 2) -> float:
     device = torch.device("cpu" if not torch.cuda.is_available() else "cuda")
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed,
                        cfg.synthetic_size, cache_dir=Path(tempfile.gettempdir()) / "ablate-cache"
-                       if cfg.data_dir else None)
+                       if cfg.data_dir else None, fresh=cfg.synthetic_fresh)
     loader = make_train_loader(split.train, cfg.batch_size, 0, cfg.seed, device=device)
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, device, lr_d=cfg.d_lr,
                     spectral_norm=cfg.spectral_norm)
@@ -286,7 +319,14 @@ def main() -> None:
                    help=f"comma-separated: {', '.join(VARIANTS)}, or recipe:NAME")
     p.add_argument("--seeds", default="1", help="training seeds, comma-separated")
     p.add_argument("--split-seed", type=int, default=999, help="held-out subset, for every run")
-    p.add_argument("--iterations", type=int, default=460, help="budget per run (whole epochs)")
+    p.add_argument("--iterations", type=int, help="budget per run, in whole epochs (default 460; "
+                   "without --data-dir: the demo's own schedule unless given)")
+    p.add_argument("--train-size", type=int, help="train on this many faces of --data-dir "
+                   "(links in --out), held-out faces apart: the data-limited regime")
+    p.add_argument("--synthetic-size", type=int, default=2528, help="synthetic faces, with "
+                   "--iterations and no --data-dir")
+    p.add_argument("--fresh", action="store_true", help="synthetic faces drawn anew every epoch "
+                   "(--synthetic-fresh): the data-rich regime")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--eval-size", type=int, default=1000)
     p.add_argument("--eval-points", type=int, default=3, help="evaluations per run")

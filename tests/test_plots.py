@@ -16,7 +16,8 @@ from animegan_ignite.history import read_history, split_history
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("plots")
 
-FIGURES = ["losses.png", "d_outputs.png", "metrics.png", "real_vs_fake.png", "summary.png"]
+FIGURES = ["losses.png", "d_outputs.png", "augment.png", "metrics.png", "real_vs_fake.png",
+           "summary.png"]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """The training recipe options: DiffAugment, hinge loss, spectral norm, TTUR, EMA of G, and the
 seed design kept exactly under ``--recipe dcgan``."""
 
+import json
 import re
 import signal
 
@@ -222,5 +223,82 @@ def test_each_step_of_the_full_recipe_updates_both_networks(image_dir):
     before = [p.clone() for p in gan.netG.parameters()]
     step = make_training_step(gan, loss="hinge", augment=DiffAugment(parse_policy("color,translation")))
     out = step(None, batch)
-    assert set(out) == {"loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"}
+    assert set(out) == {"loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "d_real_sign"}
     assert any(not torch.equal(a, b) for a, b in zip(before, gan.netG.parameters(), strict=True))
+
+
+# --- adaptive augmentation (ADA) ---------------------------------------------------------------
+
+
+def test_each_operation_applies_to_each_image_with_probability_p():
+    x = torch.rand(400, 3, 16, 16) * 2 - 1
+    torch.manual_seed(0)
+    plain = DiffAugment(("translation",))(x)
+    torch.manual_seed(0)
+    assert torch.equal(DiffAugment(("translation",), p=1.0)(x), plain)  # p = 1: no mask drawn
+    assert torch.equal(DiffAugment(("color", "translation"), p=0.0)(x), x)
+    moved = (DiffAugment(("color",), p=0.25)(x) != x).flatten(1).any(1).float().mean()
+    assert 0.17 < moved < 0.33
+
+
+def _adaptive(p=0.0, target=0.6):
+    from animegan_ignite.augment import AdaptiveAugment
+
+    augment = DiffAugment(("color",), p=p)
+    return augment, AdaptiveAugment(augment, True, target, kimg=1, batch_size=8, interval=4)
+
+
+def test_ada_raises_p_when_d_overfits_lowers_it_when_not_and_resumes_exactly():
+    from ignite.engine import Engine
+
+    augment, ada = _adaptive()
+    engine = Engine(lambda e, b: None)
+
+    def iterate(sign):
+        engine.state.iteration += 1
+        engine.state.output = {"loss_d": 1.0, "d_real_sign": sign}
+        ada(engine)
+        return engine.state.output
+
+    for _ in range(8):  # r_t = 1 > 0.6 twice: p up by 2 x (8 x 4 / 1000)
+        out = iterate(1.0)
+    assert augment.p == pytest.approx(0.064) and out["r_t"] == 1.0 and "d_real_sign" not in out
+    saved = ada.state_dict()
+    for _ in range(4):
+        out = iterate(0.2)  # r_t below the target: p down again
+    assert augment.p == pytest.approx(0.032) and out["augment_p"] == pytest.approx(0.064)
+    augment2, ada2 = _adaptive()
+    ada2.load_state_dict(saved)
+    assert augment2.p == pytest.approx(0.064) and ada2.r_t == 1.0
+    for _ in range(20):
+        iterate(-1.0)
+    assert augment.p == 0.0  # clipped
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "diffaug", "diffaug-fast", "diffaug-cosine"])
+def test_adaptive_augmentation_trains_with_every_recipe_and_records_p_and_r_t(image_dir, tmp_path,
+                                                                              recipe):
+    run = tmp_path / "run"
+    r = run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "1",
+                 "--eval-size", "16", "--eval-every", "0", "--recipe", recipe, "--augment-p",
+                 "auto", "--ada-kimg", "0.5", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    iters, (epoch,) = split_history(read_history(run))
+    assert iters[0]["augment_p"] == 0.0 and "r_t" not in iters[0]  # ADA starts at p = 0
+    assert all(-1 <= x["r_t"] <= 1 for x in iters[3:])
+    assert epoch["augment_p"] == pytest.approx(iters[-1]["augment_p"], abs=0.07)
+    assert "augment p" in r.stderr and (run / "plots" / "augment.png").is_file()
+    config = json.loads((run / "config.json").read_text())
+    assert config["augment_p"] == "auto" and config["diffaugment"]  # dcgan too: colour+translation
+
+
+def test_on_64_faces_trained_for_many_epochs_ada_raises_p_well_above_0(tmp_path):
+    """D memorises 64 faces: r_t goes to 1 and p rises."""
+    write_images(tmp_path / "data", 80)
+    run = tmp_path / "run"
+    r = run_main("train", "--data-dir", tmp_path / "data", "--output-dir", run, "--epochs", "40",
+                 "--eval-size", "16", "--eval-every", "0", "--augment-p", "auto", "--ada-kimg",
+                 "2", "--snapshot-every", "1000", *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    epochs = split_history(read_history(run))[1]
+    assert epochs[-1]["augment_p"] > 0.3, [e["augment_p"] for e in epochs]

@@ -11,12 +11,20 @@ Policies, as in the paper's code, on images in [-1, 1], with one random draw per
 - ``cutout``: a zeroed square of half the size, at a random position (partly outside allowed).
 
 Every operation is a batched tensor expression on the images' device: no per-image Python loop.
+
+Adaptive strength (Karras et al., 2020, "ADA"): with a probability ``p`` < 1 each operation is
+applied to each image with probability ``p`` (a per-image mask, drawn on the device), and
+:class:`AdaptiveAugment` moves ``p`` from D's overfitting signal r_t = E[sign(D(x_real))].
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import ignite.distributed as idist
 import torch
 import torch.nn.functional as F
+from ignite.engine import Engine
 
 from .config import DIFFAUGMENT_POLICIES
 
@@ -77,15 +85,74 @@ _OPS = {"color": color, "translation": translation, "cutout": cutout}
 
 
 class DiffAugment:
-    """The policy's operations in the paper's order (color, translation, cutout)."""
+    """The policy's operations in the paper's order (color, translation, cutout), each applied
+    to each image with probability ``p``. At ``p = 1`` no mask is drawn (the random stream, and
+    so training, is that of plain DiffAugment); below 1 every operation still draws its
+    parameters for the whole batch, so the cost does not depend on ``p``."""
 
-    def __init__(self, policy: tuple[str, ...] = ()) -> None:
+    def __init__(self, policy: tuple[str, ...] = (), p: float = 1.0) -> None:
         self.ops = [_OPS[name] for name in DIFFAUGMENT_POLICIES if name in policy]
+        self.p = p
+        self.always = p == 1.0  # a fixed p of 1: no masks (adaptive p always draws them)
 
     def __bool__(self) -> bool:
         return bool(self.ops)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
-            x = op(x)
+            if self.always:
+                x = op(x)
+            else:
+                chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+                x = torch.where(chosen, op(x), x)
         return x
+
+
+class AdaptiveAugment:
+    """ADA's controller as a handler and a state_dict object (it is in every checkpoint, so a
+    resumed run continues the same ``p``). After every iteration it adds D's mean sign on the
+    real batch; every ``interval`` iterations r_t is their mean over the interval (averaged
+    over all processes, so every rank sets the same ``p``) and, when adaptive, ``p`` moves by
+    sign(r_t - target) x (images in the interval) / (``kimg`` thousand images), clipped to
+    [0, 1]. The iteration's ``augment_p`` (the p it used) and the latest ``r_t`` go into the
+    engine's output, so the history and the trackers record them."""
+
+    def __init__(self, augment: DiffAugment, adaptive: bool, target: float, kimg: float,
+                 batch_size: int, interval: int = 4) -> None:
+        self.augment, self.adaptive, self.target = augment, adaptive, target
+        self.step = batch_size * interval / (kimg * 1000)
+        self.interval = interval
+        self.sign_sum, self.count = 0.0, 0
+        self.r_t: float | None = None  # none before the first interval ends
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        p_used = self.augment.p
+        self.sign_sum += output.pop("d_real_sign")
+        self.count += 1
+        if engine.state.iteration % self.interval == 0:
+            total = torch.tensor([self.sign_sum, self.count], dtype=torch.float64)
+            if idist.get_world_size() > 1:
+                total = idist.all_reduce(total.to(idist.device())).cpu()
+            self.r_t = float(total[0] / total[1])
+            self.sign_sum, self.count = 0.0, 0
+            if self.adaptive:
+                move = self.step * (1.0 if self.r_t > self.target else -1.0)
+                self.augment.p = min(max(self.augment.p + move, 0.0), 1.0)
+        if self.augment:
+            output["augment_p"] = p_used
+        if self.r_t is not None:
+            output["r_t"] = self.r_t
+
+    def summary(self) -> dict[str, float]:
+        """The epoch record's view: the current p (with DiffAugment) and the latest r_t."""
+        return {**({"augment_p": self.augment.p} if self.augment else {}),
+                **({"r_t": self.r_t} if self.r_t is not None else {})}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"p": self.augment.p, "sign_sum": self.sign_sum, "count": self.count,
+                "r_t": self.r_t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.augment.p = state["p"]
+        self.sign_sum, self.count, self.r_t = state["sign_sum"], state["count"], state["r_t"]

@@ -113,9 +113,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
             return found[-1][1]
         if run.config.is_file():
             raise CheckpointError(
-                f"{path}: this run has no checkpoint yet (it stopped before its first epoch "
-                f"ended), so there is nothing to continue; start it again with its settings: "
-                f"animegan-train --config {run.config} --output-dir NEW_DIR")
+                f"{path}: this run has no checkpoint yet (it stopped before its first one); "
+                f"train it with: animegan-train --resume {path}")
         raise CheckpointError(f"{path}: no checkpoints/checkpoint_<iteration>.pt in this folder; "
                               "give a run folder or a checkpoint file")
     if not path.exists():

@@ -165,6 +165,9 @@ class Config:
                                  "Dataset, needs kagglehub) or 'hf:NAME' (needs datasets)")
     synthetic_size: int = setting(2528, int, "data", "faces in the synthetic demo data set",
                                   lo=2, hi=10**7)
+    synthetic_fresh: bool = setting(False, bool, "data", "the demo draws new faces every epoch: "
+                                    "a data set that never repeats (for experiments; with "
+                                    "--no-cache)")
     cache_dir: str | None = _path("data", "cached real-image features, decoded images and "
                                   "downloads", shown="$ANIMEGAN_CACHE or ~/.cache/animegan-ignite")
     # model
@@ -190,6 +193,14 @@ class Config:
     diffaugment: str | None = setting(None, str, "recipe", "DiffAugment policies before every D "
                                       "call, any of color,translation,cutout; 'none' for none",
                                       recipe=True, nullable=True)
+    augment_p: str = setting("1", str, "recipe", "probability that each DiffAugment operation "
+                             "applies to each image: a number in [0, 1], or auto (ADA: steered by "
+                             "D's overfitting; with no --diffaugment, color,translation)",
+                             recipe=True, lo=1)
+    ada_target: float = setting(0.6, float, "recipe", "auto: the r_t = E[sign D(real)] that p "
+                                "steers to (ADA's)", lo=0, hi=1, open_lo=True, open_hi=True)
+    ada_kimg: float = setting(100.0, float, "recipe", "auto: thousands of images in which p can "
+                              "move from 0 to 1", lo=0, hi=10**6, open_lo=True)
     ema_halflife_kimg: float = setting(0.0, float, "recipe", "EMA of G with this half-life in "
                                        "thousands of images; 0 = no EMA", recipe=True,
                                        lo=0, hi=10**6)
@@ -263,6 +274,10 @@ class Config:
         for f in [by_name["recipe"], *by_name.values()]:
             if getattr(self, f.name) is UNSET:
                 setattr(self, f.name, self._default(f))
+        if isinstance(self.augment_p, (int, float)) and not isinstance(self.augment_p, bool):
+            self.augment_p = f"{self.augment_p:g}"  # a config file's number
+        if self.augment_p == "auto" and self.diffaugment is None:
+            self.diffaugment = DIFFAUG["diffaugment"]  # ADA adapts an augmentation
 
     def _default(self, f: dataclasses.Field) -> Any:
         meta = f.metadata
@@ -303,6 +318,15 @@ class Config:
     def ema(self) -> bool:
         return self.ema_halflife_kimg > 0
 
+    @property
+    def adaptive(self) -> bool:
+        return self.augment_p == "auto"
+
+    @property
+    def start_p(self) -> float:
+        """The augmentation probability at the start: ADA starts at 0."""
+        return 0.0 if self.adaptive else float(self.augment_p)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -327,6 +351,11 @@ class Config:
             parse_policy(self.diffaugment)
         except ValueError as e:
             problems.append(f"--diffaugment: {e}")
+        if self.synthetic_fresh and (not self.synthetic or self.cache):
+            problems.append("--synthetic-fresh draws the demo's faces anew every epoch: it takes "
+                            "no --data-dir, and --no-cache")
+        if not _is_probability_or_auto(self.augment_p):
+            problems.append(f"--augment-p {self.augment_p}: must be auto or a number in [0, 1]")
         if problems:
             raise ConfigError("; ".join(dict.fromkeys(problems)))
         return self
@@ -340,6 +369,15 @@ def parse_policy(text: str | None) -> tuple[str, ...]:
         raise ValueError(f"unknown DiffAugment policy {', '.join(unknown)} (choose from "
                          f"{', '.join(DIFFAUGMENT_POLICIES)})")
     return names
+
+
+def _is_probability_or_auto(text: str) -> bool:
+    if text == "auto":
+        return True
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
 
 
 def tracker_problem(name: str) -> str | None:
@@ -434,6 +472,8 @@ def _numbers_from_text(values: dict[str, Any]) -> dict[str, Any]:
     """YAML 1.1 (PyYAML) reads ``1e-3`` as text, though users mean the number."""
     kinds = {f.name: f.metadata["rule"].kind for f in fields(Config)}
     out = dict(values)
+    if isinstance(values.get("augment_p"), (int, float)) and not isinstance(values["augment_p"], bool):
+        out["augment_p"] = f"{values['augment_p']:g}"  # a probability or "auto"
     for name, value in values.items():
         if kinds[name] is float and isinstance(value, str):
             try:

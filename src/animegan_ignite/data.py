@@ -21,7 +21,7 @@ from .errors import UserError
 from .images import decode_all, load_rgb
 from .paths import IMAGE_EXTENSIONS
 from .resume import EpochSampler
-from .synthetic import DrawnFaces, SyntheticFaces
+from .synthetic import DrawnFaces, FreshFaces, SyntheticFaces
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[in
 
 def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
                synthetic_size: int = 0, image_size: int = 64, progress: bool = False,
-               cache_dir: Path | None = None, num_workers: int = 0) -> Split:
+               cache_dir: Path | None = None, num_workers: int = 0, fresh: bool = False) -> Split:
     """Build the train/eval split of an image folder, or of the synthetic faces when
     ``data_dir`` is None. With ``cache_dir``, a folder's images come from the decoded-image
     cache (see cache.py). Every file is decoded once up front, by ``num_workers`` processes.
@@ -130,6 +130,11 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
             f"{source}: {len(full)} usable images, but --eval-size {eval_size} plus one batch of "
             f"--batch-size {batch_size} needs {needed}; lower them or add images")
     train_idx, eval_idx = split_indices(len(full), eval_size, seed)
+    if fresh:  # new faces every epoch, past the held-out ones
+        return Split(FreshFaces(len(train_idx), synthetic_size, seed, image_size, tf),
+                     torch.utils.data.Subset(full, eval_idx),
+                     f"{source}: new faces every epoch ({len(train_idx)} per epoch), "
+                     f"{len(eval_idx)} held out for evaluation")
     return Split(
         train=torch.utils.data.Subset(full, train_idx),
         eval=torch.utils.data.Subset(full, eval_idx),
@@ -147,7 +152,7 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
         images = dataset.dataset.images.to(device or "cpu")
         return CachedBatches(images, dataset.indices, batch_size, seed, world_size, rank)
     sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
-                           drop_last=True)
+                           drop_last=True, fresh=isinstance(dataset, FreshFaces))
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
         drop_last=True, pin_memory=pin_memory, persistent_workers=num_workers > 0)

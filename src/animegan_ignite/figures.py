@@ -5,11 +5,13 @@ never touches pyplot's global state or a screen. Used by the trainer at each epo
 (it draws what there is and lists what is missing).
 
 Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
-``d_outputs.png``, ``metrics.png``, ``real_vs_fake.png``, ``training.gif``, ``summary.png``.
+``d_outputs.png``, ``augment.png`` (p and r_t), ``metrics.png``, ``real_vs_fake.png``,
+``training.gif``, ``summary.png``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import textwrap
 from dataclasses import dataclass, field
@@ -81,6 +83,31 @@ def draw_d_outputs(ax, iters: list[dict], epochs: list[dict]) -> None:
     _epoch_lines(ax, epochs)
     ax.set(xlabel="iteration", ylabel="mean probability", ylim=(0, 1), title="Discriminator outputs")
     ax.legend(loc="center right")
+
+
+def draw_augment(ax, iters: list[dict], epochs: list[dict], target: float | None) -> None:
+    """The augmentation probability p (ADA moves it) and D's overfitting signal r_t =
+    E[sign D(real)], with the r_t that p steers to."""
+    x = np.array([r["iteration"] for r in iters if r.get("r_t") is not None])
+    r_t = np.array([r["r_t"] for r in iters if r.get("r_t") is not None])
+    ax.plot(x, r_t, color="tab:red", lw=1.2, label="r_t = E[sign D(real)]")
+    if target is not None:
+        ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
+    if any("augment_p" in r for r in iters):
+        ax.plot([r["iteration"] for r in iters if "augment_p" in r],
+                [r["augment_p"] for r in iters if "augment_p" in r], color="tab:blue", lw=1.8,
+                label="augmentation probability p")
+    _epoch_lines(ax, epochs)
+    ax.set(xlabel="iteration", ylim=(-1.05, 1.05), title="Adaptive augmentation (ADA)")
+    ax.legend(loc="lower right")
+
+
+def _setting(run: RunDir, name: str):
+    """A setting of the run from its config.json (None if absent or unreadable)."""
+    try:
+        return json.loads(run.config.read_text()).get(name)
+    except (OSError, ValueError):
+        return None
 
 
 def _evaluated(epochs: list[dict]) -> list[dict]:
@@ -268,6 +295,9 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
                                       lambda ax: draw_d_outputs(ax, iters, epochs)))
     else:
         report.missing.append("losses, D outputs: no iterations in the history yet")
+    if any(r.get("r_t") is not None for r in iters):
+        report.written.append(_figure(out / "augment.png", lambda ax: draw_augment(
+            ax, iters, epochs, _setting(run, "ada_target"))))
     faults.point("plots")
     if _evaluated(epochs):
         fig = Figure(figsize=(12, 9))

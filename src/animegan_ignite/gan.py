@@ -162,7 +162,8 @@ def make_training_step(gan: GAN, speed: Speed | None = None,
             loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach().float()).mean(),
             torch.sigmoid(logits_fake.detach().float()).mean(),
             torch.sigmoid(logits_g.detach().float()).mean(),
+            torch.sign(logits_real.detach().float()).mean(),  # ADA's overfitting signal
         ]).tolist()
-        return dict(zip(OUTPUT_KEYS, values, strict=True))
+        return dict(zip((*OUTPUT_KEYS, "d_real_sign"), values, strict=True))
 
     return training_step

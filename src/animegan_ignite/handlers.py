@@ -5,7 +5,8 @@ they fire (ignite runs the handlers of one event in the order they were added):
   an epoch end whose record was never written finishes that epoch end first; stop point.
 - ``EPOCH_STARTED``: the epoch's data order (resume.py); the epoch timer starts.
 - ``ITERATION_STARTED``: the iteration's learning rates (``--lr-decay cosine`` only).
-- ``ITERATION_COMPLETED``: last finished iteration (resume.py) -> NaN guard -> EMA of G ->
+- ``ITERATION_COMPLETED``: last finished iteration (resume.py) -> NaN guard -> augmentation
+  strength (ADA, augment.py) -> EMA of G ->
   running averages -> loss history -> mid-epoch checkpoint (``--checkpoint-every``) ->
   fixed-noise snapshot -> progress bar -> trackers -> stop point.
 - ``EPOCH_COMPLETED``: :class:`EpochEnd`: evaluate (stop points between its batches) ->
@@ -45,6 +46,7 @@ from torch import nn
 from torchvision.utils import save_image
 
 from . import faults, resume
+from .augment import AdaptiveAugment
 from .config import Config
 from .errors import Diverged, is_write_failure
 from .figures import export_plots
@@ -73,6 +75,7 @@ class RunContext:
     run_state: resume.RunState
     is_writer: bool
     evaluator: Evaluator | None = None
+    ada: AdaptiveAugment | None = None
     history: History | None = None
     regular: Checkpoint | None = None
     best: Checkpoint | None = None
@@ -112,6 +115,8 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: faults.point("iteration"))
     trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_on_nan)
+    if ctx.ada is not None:
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, ctx.ada)
     if ctx.ema is not None:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, set_ema_momentum, ctx.cfg)
         ctx.ema.attach(trainer, name="ema_momentum", warn_if_exists=False)
@@ -327,6 +332,7 @@ class EpochEnd:
         epoch = engine.state.epoch
         return {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
                 "train_seconds": round(seconds, 3), **self.ctx.history.epoch_losses(epoch),
+                **(self.ctx.ada.summary() if self.ctx.ada is not None else {}),
                 **(result.to_dict() if result is not None else {})}
 
 
@@ -341,6 +347,10 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
     line = (f"epoch {record['epoch']}/{epochs}: Loss_D {record['loss_d']:.4f}  "
             f"Loss_G {record['loss_g']:.4f}")
     timing = f"train {record['train_seconds']:.1f} s"
+    if record.get("augment_p") is not None:
+        line += f"  augment p {record['augment_p']:.3f}"
+    if record.get("r_t") is not None:
+        line += f"  r_t {record['r_t']:.2f}"
     if "fid" in record:
         line += f"  {score_line(record)}"
         timing += f", eval {record['eval_seconds']:.1f} s"

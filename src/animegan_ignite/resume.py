@@ -115,16 +115,26 @@ class RunState:
 
 class EpochSampler(DistributedSampler):
     """A DistributedSampler whose epoch can start ``skip`` samples in: a run resumed inside an
-    epoch takes the batches the stopped run had not reached, not the epoch's first ones again."""
+    epoch takes the batches the stopped run had not reached, not the epoch's first ones again.
+    With ``fresh`` (synthetic.FreshFaces) epoch ``e``'s indices are offset by ``e x len``: new
+    items every epoch."""
 
     skip = 0
+
+    def __init__(self, *args: Any, fresh: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fresh = fresh
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         super().set_epoch(epoch)
         self.skip = skip
 
     def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.skip, None)
+        indices = itertools.islice(super().__iter__(), self.skip, None)
+        if not self.fresh:
+            return indices
+        offset = self.epoch * len(self.dataset)
+        return (i + offset for i in indices)
 
     def __len__(self) -> int:
         return self.num_samples - self.skip
@@ -189,6 +199,8 @@ def restore(to_load: dict[str, Any], checkpoint: dict[str, Any], state: RunState
     The objects get private copies: an optimizer keeps the loaded state tensors themselves, and a
     checkpoint handed to spawned processes arrives in shared memory, so without the copy every
     rank's Adam would update the same moment buffers in place."""
+    if "ada" not in checkpoint:  # written before adaptive augmentation: it starts afresh
+        to_load = {k: v for k, v in to_load.items() if k != "ada"}
     missing = sorted(set(to_load) - set(checkpoint))
     if missing:
         raise CheckpointError(f"checkpoint does not match this run: it has no {', '.join(missing)}")

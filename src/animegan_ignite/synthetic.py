@@ -50,6 +50,26 @@ class SyntheticFaces(Dataset):
         return (self.transform(img) if self.transform else img), 0
 
 
+class FreshFaces(Dataset):
+    """Synthetic faces no run has seen, every epoch (``--synthetic-fresh``): a data set that
+    never repeats, for experiments where D must not be able to memorise its data. Item ``i``
+    is face ``start + i`` of the seed's endless stream; the sampler adds ``epoch x len`` to the
+    indices (resume.EpochSampler), so each epoch draws new faces. ``start`` past the regular
+    set keeps them apart from the held-out faces."""
+
+    def __init__(self, size: int, start: int, seed: int = 999, image_size: int = 64,
+                 transform: Callable | None = None) -> None:
+        self.size, self.start, self.seed = size, start, seed
+        self.image_size, self.transform = image_size, transform
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int):
+        img = draw_face(random.Random(f"{self.seed}:{self.start + index}"), self.image_size)
+        return (self.transform(img) if self.transform else img), 0
+
+
 class DrawnFaces(CachedImages):
     """The same faces as :class:`SyntheticFaces`, each drawn once into a uint8 tensor in memory
     (the ``--cache`` path): DataLoader workers would otherwise redraw every face every epoch,

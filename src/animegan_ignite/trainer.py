@@ -25,7 +25,7 @@ from ignite.utils import manual_seed
 from torchvision.utils import save_image
 
 from . import faults, resume
-from .augment import DiffAugment
+from .augment import AdaptiveAugment, DiffAugment
 from .cache import default_cache_dir
 from .checkpoints import (
     adopt_existing,
@@ -116,7 +116,8 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
     cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
-                       progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers)
+                       progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers,
+                       fresh=cfg.synthetic_fresh)
     if checkpoint is not None:
         _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
                                                              cfg.world_size))
@@ -269,14 +270,16 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
     """``Engine(training_step)`` for ``gan``, the handlers' context (history, checkpointers and
     trackers on the writer) and what a checkpoint saves; the handlers are not attached yet."""
     scaler_d, scaler_g = make_scalers(gan, cfg.precision)
-    augment = DiffAugment(parse_policy(cfg.diffaugment))
+    augment = DiffAugment(parse_policy(cfg.diffaugment), cfg.start_p)
     trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
                                         (scaler_d, scaler_g), cfg.loss, augment or None))
     run_state = resume.RunState(fixed_noise(cfg, gan.device),
                                 {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
+    ada = AdaptiveAugment(augment, cfg.adaptive, cfg.ada_target, cfg.ada_kimg, cfg.batch_size)
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
-               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state}
-    ctx = RunContext(cfg, run, gan, run_state, is_writer, evaluator)
+               "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state,
+               "ada": ada}
+    ctx = RunContext(cfg, run, gan, run_state, is_writer, evaluator, ada=ada)
     if cfg.ema:
         ctx.ema = make_ema(cfg, gan)
         to_save["ema"] = ctx.ema.ema_model
