@@ -16,7 +16,8 @@ affects each alike; the median is reported.
 
 Writes into --out: ``results.json``, ``results.md`` (per variant and seed the final FID, KID,
 precision, recall and diversity ratio, FID against ``dcgan``'s, seconds per iteration),
-``fid_curves.png`` (FID against iteration per variant and seed) and ``faces.png`` (each
+``curves.png`` (FID, KID, recall and diversity against iteration per variant and seed),
+``p_curves.png`` (the augmentation probability against iteration) and ``faces.png`` (each
 variant's final fixed-noise faces side by side). Interrupted, it
 resumes: finished runs are kept, unfinished ones continue from their last checkpoint.
 """
@@ -276,18 +277,43 @@ def write_markdown(results: dict[str, dict], seeds: list[int], path: Path) -> No
 
 
 def draw_curves(results: dict[str, dict], path: Path) -> None:
+    """FID, KID, recall and the diversity ratio against iteration, per variant and seed."""
+    fig = Figure(figsize=(13, 9))
+    styles = ["-", "--", ":", "-."]
+    for ax, key, label in zip(fig.subplots(2, 2).flat, ("fid", "kid", "recall", "diversity"),
+                              ("FID (lower is better)", "KID (lower is better)",
+                               "recall (diversity)", "diversity: Vendi / real faces'"),
+                              strict=True):
+        for i, (variant, r) in enumerate(results.items()):
+            for j, (seed, curve) in enumerate(r["curves"].items()):
+                points = [(p["iteration"], p[key]) for p in curve if p.get(key) is not None]
+                if points:
+                    ax.plot(*zip(*points, strict=True), styles[j % 4], marker="o",
+                            color=f"C{i % 10}", label=f"{variant} (seed {seed})")
+        ax.set(xlabel="iteration", ylabel=label)
+        if ax.has_data():
+            ax.legend(fontsize=7, ncol=2)
+    fig.suptitle("Scores against iteration: same data, budget and evaluation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def draw_p_curves(runs: dict[str, dict[int, Path]], path: Path) -> None:
+    """The augmentation probability p (and D's r_t) against iteration for the variants that
+    augment: ADA's p moves, a fixed p is a flat line."""
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
-    styles = ["-", "--", ":", "-."]
-    for i, (variant, r) in enumerate(results.items()):
-        colour = f"C{i % 10}"
-        for j, (seed, curve) in enumerate(r["curves"].items()):
-            xs, ys = [p["iteration"] for p in curve], [p["fid"] for p in curve]
-            ax.plot(xs, ys, styles[j % 4], marker="o", color=colour,
-                    label=f"{variant} (seed {seed})")
-    ax.set(xlabel="iteration", ylabel="FID (lower is better)",
-           title="FID against iteration, same data, budget and evaluation")
-    ax.legend(fontsize=7, ncol=2)
+    for i, (variant, by_seed) in enumerate(runs.items()):
+        for j, (seed, run) in enumerate(by_seed.items()):
+            iters = split_history(read_history(run))[0]
+            points = [(r["iteration"], r["augment_p"]) for r in iters if "augment_p" in r]
+            if points:
+                ax.plot(*zip(*points, strict=True), ["-", "--"][j % 2], color=f"C{i % 10}",
+                        label=f"{variant} p (seed {seed})")
+    ax.set(xlabel="iteration", ylabel="augmentation probability p", ylim=(-0.02, 1.02),
+           title="Augmentation strength against iteration")
+    if ax.has_data():
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -349,7 +375,8 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(
         {"command": sys.argv, "shared_flags": shared, "variants": results}, indent=2))
     write_markdown(results, args.seeds, args.out / "results.md")
-    draw_curves(results, args.out / "fid_curves.png")
+    draw_curves(results, args.out / "curves.png")
+    draw_p_curves(runs, args.out / "p_curves.png")
     draw_faces(runs, args.seeds[0], args.out / "faces.png")
     print((args.out / "results.md").read_text())
 

@@ -38,7 +38,8 @@ def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(ima
     table = (out / "results.md").read_text().splitlines()
     assert len(table) == 4 and table[3].startswith("| diffaug | `--diffaugment color,translation` | 1 |")
     assert "| KID | precision | recall | diversity |" in table[0]
-    with Image.open(out / "faces.png") as faces, Image.open(out / "fid_curves.png") as curves:
+    assert (out / "p_curves.png").is_file()
+    with Image.open(out / "faces.png") as faces, Image.open(out / "curves.png") as curves:
         # Two labelled 4x4 crops of the final grids side by side, 6 px apart.
         assert faces.size == (2 * 266 + 6, 266 + 20) and curves.width > 0
     # Run again: finished runs are kept, not retrained, and the table is the same.

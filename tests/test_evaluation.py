@@ -172,14 +172,16 @@ def test_bad_weights_path_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.xdist_group("gloo")
 @pytest.mark.parametrize("batch", [12])
-def test_two_gloo_processes_give_the_single_process_fid(image_dir, tmp_path, batch):
+def test_two_gloo_processes_give_the_single_process_scores(image_dir, tmp_path, batch):
     single, double = tmp_path / "one.json", tmp_path / "two.json"
     evaluate_fixed_generator(0, str(image_dir), str(single), batch)
     with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
         parallel.run(evaluate_fixed_generator, str(image_dir), str(double), batch)
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
     assert two["world"] == 2 and one["world"] == 1
-    assert two["fid"] == pytest.approx(one["fid"], rel=1e-9)
+    for key in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
+                "vendi_real", "diversity"):
+        assert one[key] is not None and two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
     assert two["inception_images"] == one["inception_images"] == 48
     assert one["fid"] > 1
 
@@ -190,3 +192,37 @@ def test_evaluate_cli_rejects_a_bad_checkpoint(tmp_path):
     assert r.returncode == 2 and "cannot be read as a checkpoint" in r.stderr
     r = run_main("evaluate", "--checkpoint", tmp_path / "missing")
     assert r.returncode == 2 and "no such checkpoint" in r.stderr
+
+
+@pytest.fixture(scope="module")
+def real_face_features(shared_faces):
+    """pool3 features of 1,000 real faces (two halves of 500), 40 copies of one face, and 60
+    noise images: the inputs that must move each score its own way."""
+    from animegan_ignite.quality import embed_dataset
+
+    backbone, tf = load_backbone("pool3").backbone, default_transform(64)
+    files = find_images(shared_faces)
+    real = embed_dataset(ImageFiles(files[:1000], tf), backbone, torch.device("cpu"), 100)
+    one = embed_dataset(ImageFiles(files[1000:1001], tf), backbone, torch.device("cpu"), 1)
+    noise = torch.rand(60, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    noise_features = backbone.embed(to_uint8(noise))[0]
+    return real["features"], one["features"].repeat(40, 1), noise_features
+
+
+@pytest.mark.slow
+def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
+    from animegan_ignite.quality import COLLAPSE_RATIO, RealFeatures, collapse_warning, scores
+
+    features, one_face, noise = real_face_features
+    held_out = RealFeatures(features[:500])
+    same = scores(features[500:], held_out)  # 500 real faces against 500 other real faces
+    print({k: same[k] for k in ("fid", "kid", "precision", "recall", "diversity")})
+    assert 0.55 < same["precision"] < 0.85 and 0.55 < same["recall"] < 0.85  # prdc: 0.69 / 0.72
+    assert abs(same["kid"]) < 0.01 and 0.9 < same["diversity"] < 1.1
+    assert collapse_warning(same) is None
+    collapsed = scores(one_face, RealFeatures(features[:500]))
+    assert collapsed["recall"] < 0.05 and collapsed["vendi"] == pytest.approx(1.0)  # its minimum
+    assert collapsed["diversity"] == pytest.approx(1 / collapsed["vendi_real"]) < COLLAPSE_RATIO
+    assert "possible mode collapse" in collapse_warning(collapsed)
+    off = scores(noise, RealFeatures(features[:500]))
+    assert off["precision"] < 0.05 and off["kid"] > 10 * max(same["kid"], 1e-3)

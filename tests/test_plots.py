@@ -145,3 +145,27 @@ def test_a_single_evaluation_is_plotted_on_whole_epochs():
         draw(ax, epochs)
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert 12 in ticks and all(float(t).is_integer() for t in ticks), (draw.__name__, ticks)
+
+
+def test_a_run_written_before_the_new_scores_still_plots_and_resumes(finished_run, tmp_path):
+    """Its epoch records have FID only, its iteration records no p or r_t, its checkpoints no
+    augmentation state."""
+    import torch
+
+    run = tmp_path / "old"
+    shutil.copytree(finished_run, run)
+    new = {"kid", "kid_std", "precision", "recall", "density", "coverage", "vendi", "vendi_real",
+           "diversity", "unavailable", "augment_p", "r_t"}
+    old = [{k: v for k, v in r.items() if k not in new} for r in read_history(run)
+           if r["kind"] != "end"]
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    for path in (run / "checkpoints").glob("*.pt"):
+        checkpoint = torch.load(path, weights_only=True)
+        checkpoint.pop("ada")
+        torch.save(checkpoint, path)
+    r = plot(run, "--out", tmp_path / "figs")
+    assert r.returncode == 0 and (tmp_path / "figs" / "metrics.png").exists(), r.stderr
+    r = run_main("train", "--resume", run, "--epochs", "3", "--cache-dir", run.parent / "cache")
+    assert r.returncode == 0, r.stderr[-2000:]
+    epochs = split_history(read_history(run))[1]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["kid"] is not None

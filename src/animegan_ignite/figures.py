@@ -147,12 +147,8 @@ def draw_kid(ax, epochs: list[dict]) -> None:
         _unavailable(ax, "KID", "not in this run's history (written before KID existed) or too "
                      "few images")
         return
-    x = np.array([e["epoch"] for e in ev])
-    mean, std = np.array([e["kid"] for e in ev]), np.array([e["kid_std"] for e in ev])
-    ax.plot(x, mean, "o-", color="tab:purple", lw=1.8, label="KID")
-    ax.fill_between(x, mean - std, mean + std, color="tab:purple", alpha=0.2, label="± std (subsets)")
-    ax.set(xlabel="epoch", ylabel="KID (lower is better)", title="KID (unbiased)")
-    _epoch_axis(ax, x)
+    _band(ax, ev, ("kid", "kid_std"), ("o-", "tab:purple"), ("KID", "± std (subsets)"))
+    ax.set(ylabel="KID (lower is better)", title="KID (unbiased)")
     ax.legend(loc="best")
 
 
@@ -188,13 +184,20 @@ def draw_is(ax, epochs: list[dict]) -> None:
         reason = next((e.get("is_unavailable") for e in _evaluated(epochs)), None) or "not computed"
         _unavailable(ax, "Inception Score", reason)
         return
-    x = np.array([e["epoch"] for e in ev])
-    mean, std = np.array([e["is_mean"] for e in ev]), np.array([e["is_std"] for e in ev])
-    ax.plot(x, mean, "s-", color="tab:green", lw=1.8, label="IS mean")
-    ax.fill_between(x, mean - std, mean + std, color="tab:green", alpha=0.2, label="± std (10 splits)")
-    ax.set(xlabel="epoch", ylabel="IS (higher is better)", title="Inception Score")
-    _epoch_axis(ax, x)
+    _band(ax, ev, ("is_mean", "is_std"), ("s-", "tab:green"), ("IS mean", "± std (10 splits)"))
+    ax.set(ylabel="IS (higher is better)", title="Inception Score")
     ax.legend(loc="lower right")
+
+
+def _band(ax, ev: list[dict], keys: tuple[str, str], style: tuple[str, str],
+          labels: tuple[str, str]) -> None:
+    """A score's mean per evaluated epoch with a ± std band."""
+    x = np.array([e["epoch"] for e in ev])
+    mean, std = np.array([e[keys[0]] for e in ev]), np.array([e[keys[1]] for e in ev])
+    ax.plot(x, mean, style[0], color=style[1], lw=1.8, label=labels[0])
+    ax.fill_between(x, mean - std, mean + std, color=style[1], alpha=0.2, label=labels[1])
+    ax.set(xlabel="epoch")
+    _epoch_axis(ax, x)
 
 
 def _epoch_axis(ax, epochs) -> None:
@@ -239,8 +242,8 @@ def write_gif(snapshots: list[tuple[int, Path]], path: Path, frame_ms: int = 400
         canvas = Image.new("RGB", (frame.width, frame.height + 22), "white")
         canvas.paste(frame, (0, 22))
         ImageDraw.Draw(canvas).text((6, 4), f"iteration {iteration}", fill="black")
-        # Fast octree quantisation: PIL's default (median cut) took 0.5 s per frame, which every
-        # epoch end paid for every snapshot so far; this takes ~10 ms and looks the same.
+        # Fast octree quantisation: PIL's default (median cut) is far slower per frame, which
+        # every epoch end would pay for every snapshot so far; this looks the same.
         frames.append(canvas.quantize(256, method=Image.Quantize.FASTOCTREE,
                                       dither=Image.Dither.NONE))
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@
   the matrix square root is computed by the eigen-decomposition route: with ``A = S1^(1/2)``
   (symmetric, from ``eigh``), ``S1 S2`` is similar to the symmetric PSD matrix ``A S2 A``, so
   ``Tr (S1 S2)^(1/2) = sum sqrt(eig(A S2 A))``. This equals scipy's ``sqrtm`` route to float64
-  rounding, is about 6x faster at 2048 features, and never produces complex values.
+  rounding, is faster at 2048 features, and never produces complex values.
   With fewer samples than features (a 128-image demo evaluation), the covariance of the
   samples has rank below its size, and the non-zero eigenvalues of ``S1 S2`` are those of the
   small matrix ``X S2 X^T / (n - 1)`` (``X`` the centred samples): :func:`fid_from_features`

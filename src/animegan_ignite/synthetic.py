@@ -73,7 +73,7 @@ class FreshFaces(Dataset):
 class DrawnFaces(CachedImages):
     """The same faces as :class:`SyntheticFaces`, each drawn once into a uint8 tensor in memory
     (the ``--cache`` path): DataLoader workers would otherwise redraw every face every epoch,
-    ~1.2 ms apiece, on the cores the training step needs. Batches are then gathered from the
+    milliseconds apiece, on the cores the training step needs. Batches are then gathered from the
     tensor with no workers (see ``data.make_train_loader``)."""
 
     def __init__(self, size: int, seed: int = 999, image_size: int = 64,
