@@ -21,7 +21,7 @@ def image_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_faces() -> Path:
     if not (SHARED_FACES / "images").is_dir():
         pytest.skip("needs ../shared/data/anime-faces-64 (the real faces)")

@@ -35,10 +35,11 @@ def train_and_dump(local_rank: int, plan, dump_dir: str) -> None:
     from animegan_ignite.trainer import training as train
 
     setup_process(plan)
-    _, gan = train(plan)
+    trainer, gan = train(plan)
     for name, net in (("G", gan.netG), ("D", gan.netD)):
         torch.save({k: v.cpu() for k, v in unwrap(net).state_dict().items()},
                    Path(dump_dir) / f"{name}_rank{idist.get_rank()}.pt")
+    torch.save(dict(trainer.state.output), Path(dump_dir) / f"output_rank{idist.get_rank()}.pt")
 
 
 def evaluate_with_own_cache(local_rank: int, data_dir: str, out_file: str, cache_root: str) -> None:

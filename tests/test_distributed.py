@@ -174,3 +174,36 @@ with idist.Parallel(backend="gloo", nproc_per_node=2) as p:
     evaluate("rank0_cached")  # rank 1 sees no cache: it follows rank 0's decision
     (caches / "rank0").rename(caches / "rank1")
     evaluate("rank1_cached")  # rank 0 sees none: every rank computes
+
+
+def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_after_sigkill(
+        image_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    ada = ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none"]
+    whole = _train_2_procs(["--data-dir", str(image_dir), *ada, "--output-dir", str(tmp_path / "a"),
+                            "--checkpoint-every", "5"], tmp_path / "whole")
+    ranks = [whole["output_rank0"], whole["output_rank1"]]
+    assert ranks[0]["augment_p"] == ranks[1]["augment_p"] > 0 and ranks[0]["r_t"] == ranks[1]["r_t"]
+    inside = _train_2_procs(["--resume", str(tmp_path / "a" / "checkpoints" / "checkpoint_25.pt")],
+                            tmp_path / "inside")
+    for key in ("G_rank0", "D_rank1", "output_rank0", "output_rank1"):
+        assert str(inside[key]) == str(whole[key]) if key.startswith("output") else all(
+            torch.equal(whole[key][k], inside[key][k]) for k in whole[key]), key
+
+    # the same through the command, killed (the whole process group) by SIGKILL mid-run
+    args = ["--data-dir", str(image_dir), *ARGS, "--nproc-per-node", "2", *ada,
+            "--checkpoint-every", "5"]
+    assert run_cli("train", *args, "--output-dir", tmp_path / "c").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", *args, "--output-dir",
+                             str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    wait_for_iteration(tmp_path / "d", 12, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_cli("train", "--resume", tmp_path / "d").returncode == 0
+    c, d = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_26.pt") for run in "cd")
+    assert c["ada"] == d["ada"] and c["ada"]["p"] > 0
+    assert all(torch.equal(c["netG"][k], d["netG"][k]) for k in c["netG"])

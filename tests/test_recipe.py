@@ -2,6 +2,7 @@
 seed design kept exactly under ``--recipe dcgan``."""
 
 import json
+import math
 import re
 import signal
 
@@ -302,3 +303,16 @@ def test_on_64_faces_trained_for_many_epochs_ada_raises_p_well_above_0(tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     epochs = split_history(read_history(run))[1]
     assert epochs[-1]["augment_p"] > 0.3, [e["augment_p"] for e in epochs]
+
+
+@pytest.mark.parametrize("speed", [["--cache", "--precision", "bf16"],
+                                   pytest.param(["--compile"], marks=pytest.mark.slow)])
+def test_adaptive_augmentation_with_the_cache_in_bf16_and_compiled(image_dir, tmp_path, speed):
+    run = tmp_path / "run"
+    r = run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "2",
+                 "--eval-size", "16", "--eval-every", "0", "--augment-p", "auto", "--ada-kimg",
+                 "0.5", "--cache-dir", tmp_path / "cache", *speed, *TINY)
+    assert r.returncode == 0, r.stderr[-2000:]
+    iters = split_history(read_history(run))[0]
+    assert [x["iteration"] for x in iters] == list(range(1, 27))
+    assert iters[-1]["augment_p"] > 0 and all(math.isfinite(x["loss_d"]) for x in iters)

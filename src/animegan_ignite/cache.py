@@ -29,15 +29,6 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    """Where the caches live: ``$ANIMEGAN_CACHE``, else ``$XDG_CACHE_HOME/animegan-ignite``,
-    else ``~/.cache/animegan-ignite``."""
-    if "ANIMEGAN_CACHE" in os.environ:
-        return Path(os.environ["ANIMEGAN_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "animegan-ignite"
-
-
 def fingerprint(files: Sequence[Path], image_size: int) -> str:
     """Identifies the folder's exact contents: paths, sizes and modification times."""
     h = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())

@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .cache import default_cache_dir
 from .errors import UserError
 
 KAGGLE_DATASET = "splcher/animefacedataset"
@@ -25,9 +24,9 @@ def _require(module: str, extra: str) -> None:
                             "pass --data-dir)")
 
 
-def fetch(spec: str, cache_dir: Path | None = None) -> Path:
-    """Fetch the data set named by ``spec`` (``kaggle`` or ``hf:NAME``); return its folder."""
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+def fetch(spec: str, cache: Path) -> Path:
+    """Fetch the data set named by ``spec`` (``kaggle`` or ``hf:NAME``) into ``cache``; return
+    its folder."""
     if spec == "kaggle":
         return _fetch_kaggle()
     if spec.startswith("hf:") and len(spec) > 3:

@@ -55,6 +55,7 @@ from .history import History
 from .models import dcgan_weights_init, sample, unwrap
 from .quality import EvalResult, Evaluator, collapse_warning, score_line
 from .rundir import RunDir, atomic_write, iteration_of
+from .signals import StopRequest
 
 logger = logging.getLogger("animegan_ignite")
 
@@ -383,6 +384,8 @@ def on_exception(engine: Engine, e: BaseException, ctx: RunContext, timer: Timer
     does a write that failed (a full disk would fail again; the last complete checkpoint stays)."""
     if is_write_failure(e):
         raise e
+    if StopRequest.signum and not isinstance(e, (KeyboardInterrupt, Diverged)):
+        e = StopRequest.exception()  # the stop's signal broke something first (a worker's pipe)
     agreed = getattr(e, "agreed", False)
     if not isinstance(e, Diverged):
         engine.state.iteration = getattr(engine.state, "completed_iteration", engine.state.iteration)

@@ -11,6 +11,17 @@ from .errors import UserError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
+def cache_folder(given: str | Path | None) -> Path:
+    """Where the caches live: ``given`` (``--cache-dir``), else ``$ANIMEGAN_CACHE``, else
+    ``$XDG_CACHE_HOME/animegan-ignite``, else ``~/.cache/animegan-ignite``."""
+    if given:
+        return Path(given)
+    if "ANIMEGAN_CACHE" in os.environ:
+        return Path(os.environ["ANIMEGAN_CACHE"])
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return base / "animegan-ignite"
+
+
 def check_output_path(path: str | Path, flag: str, folder: bool = False,
                       extensions: tuple[str, ...] | None = None) -> Path:
     """A place a command may write: not under a file, in a writable folder, with a file name

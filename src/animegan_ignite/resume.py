@@ -145,6 +145,15 @@ def attach(trainer: Engine, state: RunState) -> None:
     trainer.add_event_handler(Events.STARTED, _set_rng_at_the_first_iteration, state)
     trainer.add_event_handler(Events.EPOCH_STARTED, _set_data_order)
     trainer.add_event_handler(Events.ITERATION_COMPLETED, _mark_completed)
+    trainer.add_event_handler(Events.GET_BATCH_STARTED, _waiting_for_data, True)
+    trainer.add_event_handler(Events.GET_BATCH_COMPLETED, _waiting_for_data, False)
+
+
+def _waiting_for_data(engine: Engine, waiting: bool) -> None:
+    """Between iterations, a requested stop need not wait: the state is whole, and the data
+    loader's workers may already be gone (a signal sent to the whole process group). With
+    several processes the ranks must stop together, at a stop point."""
+    StopRequest.now = waiting and idist.get_world_size() == 1
 
 
 def _set_rng_at_the_first_iteration(engine: Engine, state: RunState) -> None:

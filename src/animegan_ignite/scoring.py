@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 
-from .cache import default_cache_dir
 from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
 from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
 from .device import resolve_device
@@ -22,6 +21,7 @@ from .faces import latents
 from .figures import draw_truncation_sweep
 from .inception import BackboneChoice, load_backbone
 from .metrics import fid_from_stats, inception_score
+from .paths import cache_folder
 from .quality import (
     IS_SPLITS,
     SCORE_KEYS,
@@ -69,7 +69,7 @@ def sweep(args: argparse.Namespace, truncations: list[float | None] | None = Non
     split = make_split(s["data_dir"], s["eval_size"], 1, s["split_seed"], s["synthetic_size"])
     netG = load_generator(checkpoint, device, args.weights)
     choice = load_backbone(args.inception_weights, device)
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cache = cache_folder(args.cache_dir)
     results, real = [], None
     for psi in truncations or args.sweep:
         z = eval_latents(s["eval_size"], netG.nz, s["seed"], psi)
@@ -111,7 +111,7 @@ class Side:
 def compare(args: argparse.Namespace) -> dict[str, Any] | None:
     device = resolve_device(args.device)
     choice = load_backbone(args.inception_weights, device)
-    cache = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    cache = cache_folder(args.cache_dir)
     real = _side(args.real, "real", args, choice, device, cache)
     if args.save_stats:
         real.real.save_stats(args.save_stats, choice.backbone.name)

@@ -20,9 +20,11 @@ from .errors import Terminated
 
 
 class StopRequest:
-    """The signal a training process was asked to stop by (0: none yet)."""
+    """The signal a training process was asked to stop by (0: none yet); ``now``: the process
+    is between iterations (waiting for data), where a stop can be acted on at once."""
 
     signum = 0
+    now = False
 
     @classmethod
     def exception(cls, signum: int | None = None) -> KeyboardInterrupt:
@@ -40,6 +42,10 @@ def _request(signum: int, frame: object) -> None:
     # SIGCHLD handler would then raise in the middle of the iteration or checkpoint: the run
     # is stopping, so their ends go unreported.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    if StopRequest.now:  # waiting for the next batch, whose workers may be gone
+        stop = StopRequest.exception(signum)
+        stop.agreed = False
+        raise stop
 
 
 @contextmanager
@@ -49,7 +55,7 @@ def stops_deferred() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    StopRequest.signum = 0
+    StopRequest.signum, StopRequest.now = 0, False
     previous = {s: signal.signal(s, _request) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield

@@ -26,7 +26,6 @@ from torchvision.utils import save_image
 
 from . import faults, resume
 from .augment import AdaptiveAugment, DiffAugment
-from .cache import default_cache_dir
 from .checkpoints import (
     adopt_existing,
     checkpoint_iteration,
@@ -44,7 +43,7 @@ from .handlers import RunContext, best_score, finish, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
 from .models import summarize
-from .paths import check_output_path
+from .paths import cache_folder, check_output_path
 from .quality import Evaluator, eval_latents
 from .rundir import (
     RunDir,
@@ -109,12 +108,11 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     else:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
     if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
-        check_output_path(Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(),
-                          "--cache-dir", folder=True)
+        check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)
     if cfg.download:
-        cfg.data_dir = str(fetch(cfg.download, Path(cfg.cache_dir) if cfg.cache_dir else None))
+        cfg.data_dir = str(fetch(cfg.download, cache_folder(cfg.cache_dir)))
         cfg.download = None  # saved config (and --resume) then use the downloaded folder
-    cache = (Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()) if cfg.cache else None
+    cache = cache_folder(cfg.cache_dir) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
                        progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers,
                        fresh=cfg.synthetic_fresh)
@@ -306,7 +304,7 @@ def make_evaluator(plan: Plan) -> Evaluator | None:
     logger.info("FID/IS backbone: %s", choice.backbone.name)
     if choice.is_unavailable:
         logger.warning(choice.is_unavailable)
-    cache = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir()
+    cache = cache_folder(cfg.cache_dir)
     return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
                      plan.device, cache, cfg.eval_batch_size, progress=cfg.progress)
 
