@@ -222,7 +222,23 @@ def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
     assert collapse_warning(same) is None
     collapsed = scores(one_face, RealFeatures(features[:500]))
     assert collapsed["recall"] < 0.05 and collapsed["vendi"] == pytest.approx(1.0)  # its minimum
-    assert collapsed["diversity"] == pytest.approx(1 / collapsed["vendi_real"]) < COLLAPSE_RATIO
+    assert collapsed["diversity"] == pytest.approx(1 / collapsed["vendi_real"])
+    assert collapsed["diversity"] < COLLAPSE_RATIO
     assert "possible mode collapse" in collapse_warning(collapsed)
     off = scores(noise, RealFeatures(features[:500]))
     assert off["precision"] < 0.05 and off["kid"] > 10 * max(same["kid"], 1e-3)
+
+
+def test_evaluate_warns_of_a_collapse_on_a_folder_of_one_face_repeated(image_dir, tmp_path):
+    fakes = tmp_path / "one_face"
+    fakes.mkdir()
+    face = find_images(image_dir)[0]
+    for i in range(12):
+        (fakes / f"copy_{i:02d}.jpg").write_bytes(face.read_bytes())
+    r = run_main("evaluate", "--real", image_dir, "--fake", fakes, "--num", "12",
+                 "--inception-weights", "pool3", "--cache-dir", tmp_path / "cache")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "recall 0.000" in r.stdout and "warning: possible mode collapse" in r.stdout
+    diversity = float(r.stdout.split("diversity ")[1].split()[0])
+    vendi = float(r.stdout.split("(Vendi ")[1].split()[0])
+    assert vendi == pytest.approx(1.0, abs=0.01) and diversity < 0.5

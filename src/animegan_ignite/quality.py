@@ -384,9 +384,9 @@ class Evaluator:
             is_unavailable=self.is_unavailable)
 
 
-# A sample whose Vendi score is under half that of as many real faces has the variety of
-# about a third as many distinct faces (docs/evaluation.md, "Diversity"); every healthy run
-# measured stays above it.
+# Under half the Vendi score of as many real faces, a sample is as varied as a handful of real
+# faces repeated (docs/evaluation.md, "Diversity"): collapsed runs measured fall far below,
+# healthy ones stay above.
 COLLAPSE_RATIO = 0.5
 
 
