@@ -59,7 +59,7 @@ from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.metrics import fid_from_features
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
-from animegan_ignite.quality import Evaluator, eval_latents, scores, to_uint8
+from animegan_ignite.quality import Evaluator, RealFeatures, eval_latents, scores, to_uint8
 from animegan_ignite.rundir import RunDir
 from animegan_ignite.synthetic import SyntheticFaces
 from animegan_ignite.trainer import build_trainer
@@ -67,6 +67,7 @@ from animegan_ignite.trainer import build_trainer
 COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
 SECTIONS = ("startup", "step", "augment", "trainer", "data", "demo", "evaluation")
 SEED_EVALUATION_MAX = 1000
+DEFAULT_EVAL = 3000  # the trainer's --eval-size
 QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 100,
          "demo_faces": 800, "faces": 1500}
 FULL = {"batch_size": 128, "warmup": 3, "iters": 20, "repeats": 5, "eval_size": 500,
@@ -495,9 +496,37 @@ def evaluation(args: argparse.Namespace) -> dict:
         f"{seed:.1f} s ({seed / mine:.2f}x)" if seed else f"not timed above {SEED_EVALUATION_MAX} images"))
     print(f"  of which KID, precision/recall/density/coverage and diversity: {extra:.2f} s "
           f"(the evaluation costs {with_all:.3f}x one with FID alone)")
+    at_default = _at_default_size(mine - extra, n, args.repeats)
+    print(f"  at --eval-size {DEFAULT_EVAL}: the scores beyond FID take {at_default['extra_s']:.1f} s "
+          f"on {DEFAULT_EVAL} x 2048 features; with {DEFAULT_EVAL} Inception passes at the rate "
+          f"measured above, the evaluation costs {at_default['cost']:.3f}x one with FID alone")
     return {"n": n, "backbone": choice.backbone.name, "ours_s": mine, "seed_ignite_s": seed,
             "speedup": seed / mine if seed else None, "extra_scores_s": extra,
-            "cost_with_all_scores": with_all}
+            "cost_with_all_scores": with_all, "at_default_size": at_default}
+
+
+def _at_default_size(fid_only_s: float, n: int, repeats: int) -> dict:
+    """The scores beyond FID at the default --eval-size, timed on feature matrices of that size
+    (their cost depends on the shapes only), against an evaluation whose Inception passes cost
+    what the ``n``-image one measured per image."""
+    g = torch.Generator().manual_seed(0)
+    fake, real = (torch.rand(DEFAULT_EVAL, 2048, generator=g) for _ in range(2))
+    real_side = RealFeatures(real)
+    scores(fake, real_side)  # the per-run parts: the real kernel, radii, Vendi score
+
+    def seconds(compute) -> float:
+        start = time.perf_counter()
+        compute()
+        return time.perf_counter() - start
+
+    medians = interleaved_medians("evaluation", {
+        f"every score at {DEFAULT_EVAL}": lambda: seconds(lambda: scores(fake, real_side)),
+        f"FID alone at {DEFAULT_EVAL}": lambda: seconds(
+            lambda: fid_from_features(fake, real_side.mu, real_side.sigma))}, repeats)
+    fid_s = medians[f"FID alone at {DEFAULT_EVAL}"]
+    extra = medians[f"every score at {DEFAULT_EVAL}"] - fid_s
+    base = fid_only_s / n * DEFAULT_EVAL + fid_s  # Inception passes scale with the images
+    return {"extra_s": extra, "fid_only_s": base, "cost": (base + extra) / base}
 
 
 def _extra_scores_cost(evaluator: Evaluator, repeats: int) -> float:

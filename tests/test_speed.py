@@ -162,6 +162,9 @@ def test_the_benchmark_measures_every_section_and_its_ratios_follow_from_its_tim
     assert ev["speedup"] == pytest.approx(ev["seed_ignite_s"] / ev["ours_s"]) and ev["n"] == 10
     assert ev["cost_with_all_scores"] == pytest.approx(
         ev["ours_s"] / (ev["ours_s"] - ev["extra_scores_s"]))
+    at_3000 = ev["at_default_size"]
+    assert at_3000["cost"] == pytest.approx((at_3000["fid_only_s"] + at_3000["extra_s"])
+                                            / at_3000["fid_only_s"])
     # the printed table says what the JSON holds
     printed = re.search(r"D frozen in G's step \(this trainer's\): +[\d.]+ ms \(([\d.]+)x", r.stdout)
     assert printed and float(printed[1]) == pytest.approx(step["speedup"], abs=0.006)
