@@ -80,9 +80,8 @@ def adopt_existing(run: RunDir, regular: Checkpoint, best: Checkpoint, iteration
                    scores: dict[int, float]) -> list[Path]:
     """Hand the checkpointers the files a resumed run already has, so rotation continues: the
     latest regular files up to ``iteration`` (older extras removed) and the best file (scored
-    by ``scores``, iteration -> best_score, from the history). ignite's Checkpoint knows only
-    the files it saved itself; ``load_state_dict`` in its own state_dict format is how it is
-    told about others. Files after ``iteration`` belong to the part of the run that the resume
+    by ``scores``, iteration -> best_score, from the history): ignite's Checkpoint knows only
+    the files it saved itself (:func:`_hand_over`). Files after ``iteration`` belong to the part of the run that the resume
     abandons: they move to ``checkpoints/superseded/`` (returned) instead of being resumed from
     later or rotated into the new ones."""
     moved = []
@@ -94,13 +93,20 @@ def adopt_existing(run: RunDir, regular: Checkpoint, best: Checkpoint, iteration
     kept = run.regular_checkpoints()
     for _, path in kept[:-regular.n_saved]:
         path.unlink()
-    regular.load_state_dict({"_saved": [(it, p.name) for it, p in kept[-regular.n_saved:]]})
+    _hand_over(regular, [(it, p.name) for it, p in kept[-regular.n_saved:]])
     on_disk = {it: p.name for it, p in run.best_checkpoints() if it in scores}
     scored = {it: s for it, s in scores.items() if it <= iteration}
     if scored:  # the best so far, even if its file is gone, so a worse epoch never replaces it
         it = max(on_disk, key=scores.get) if on_disk else max(scored, key=scored.get)
-        best.load_state_dict({"_saved": [(scores[it], f"best_checkpoint_{it}.pt")]})
+        _hand_over(best, [(scores[it], f"best_checkpoint_{it}.pt")])
     return moved
+
+
+def _hand_over(checkpointer: Checkpoint, saved: list[tuple[float, str]]) -> None:
+    """Tell ``checkpointer`` which files it owns, as (priority, file name) pairs, through its
+    ``load_state_dict`` in the format of its own ``state_dict()`` (one key: those pairs)."""
+    (key,) = checkpointer.state_dict()
+    checkpointer.load_state_dict({key: saved})
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
