@@ -81,9 +81,9 @@ def adopt_existing(run: RunDir, regular: Checkpoint, best: Checkpoint, iteration
     """Hand the checkpointers the files a resumed run already has, so rotation continues: the
     latest regular files up to ``iteration`` (older extras removed) and the best file (scored
     by ``scores``, iteration -> best_score, from the history): ignite's Checkpoint knows only
-    the files it saved itself (:func:`_hand_over`). Files after ``iteration`` belong to the part of the run that the resume
-    abandons: they move to ``checkpoints/superseded/`` (returned) instead of being resumed from
-    later or rotated into the new ones."""
+    the files it saved itself (:func:`_hand_over`). Files after ``iteration`` belong to the
+    part of the run that the resume abandons: they move to ``checkpoints/superseded/``
+    (returned) instead of being resumed from later or rotated into the new ones."""
     moved = []
     for it, path in [*run.regular_checkpoints(), *run.best_checkpoints()]:
         if it > iteration:
