@@ -124,6 +124,7 @@ def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint
     assert (run / "plots" / "losses.png").exists()  # the curves up to the divergence
 
 
+@pytest.mark.slow
 def test_with_dataloader_workers_a_resumed_run_ends_with_the_uninterrupted_runs_weights(image_dir,
                                                                                           tmp_path):
     # Persistent workers: the resumed run's new data iterator draws from the RNG where the
@@ -199,6 +200,7 @@ def test_ctrl_c_during_the_last_evaluation_then_resume_ends_as_an_uninterrupted_
     assert all(torch.equal(a["netG"][k], b["netG"][k]) for k in a["netG"])
 
 
+@pytest.mark.slow
 def test_sigterm_during_start_up_says_what_to_run_and_the_resume_trains_from_the_beginning(
         reference, tmp_path):
     stopped = _stopped(reference, tmp_path, "start:1:SIGTERM")
