@@ -338,25 +338,26 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
 
 def draw_truncation_sweep(results: list[dict], path: Path) -> None:
     """``animegan-evaluate --truncation-sweep``: the fidelity/diversity trade-off as curves,
-    FID and KID against psi, and precision against recall and diversity (one point per psi)."""
-    psi = [10.0 if r["truncation"] is None else r["truncation"] for r in results]
+    FID and KID per psi, and precision against recall and diversity (one point per psi)."""
     labels = ["none" if r["truncation"] is None else f"{r['truncation']:g}" for r in results]
+    x = np.arange(len(results))
     fig = Figure(figsize=(12, 4.5))
     a1, a2 = fig.subplots(1, 2)
-    a1.plot(psi, [r["fid"] for r in results], "o-", color="tab:blue", label="FID")
-    a1.set(xlabel="truncation psi (none drawn at 10)", ylabel="FID", title="Fidelity against psi")
+    a1.plot(x, [r["fid"] for r in results], "o-", color="tab:blue", label="FID")
+    a1.set(xticks=x, xticklabels=labels, xlabel="truncation psi", ylabel="FID",
+           title="Fidelity against psi (lower is better)")
     if any(r.get("kid") is not None for r in results):
         twin = a1.twinx()
-        twin.plot(psi, [np.nan if r["kid"] is None else r["kid"] for r in results], "s--",
+        twin.plot(x, [np.nan if r["kid"] is None else r["kid"] for r in results], "s--",
                   color="tab:purple", label="KID")
         twin.set_ylabel("KID")
         twin.legend(loc="upper right")
     a1.legend(loc="upper left")
     for key, style in (("recall", "o-"), ("diversity", "D-")):
-        x = [np.nan if r.get(key) is None else r[key] for r in results]
-        y = [np.nan if r.get("precision") is None else r["precision"] for r in results]
-        a2.plot(x, y, style, label=f"precision against {key}")
-        for xi, yi, label in zip(x, y, labels, strict=True):
+        xs = [np.nan if r.get(key) is None else r[key] for r in results]
+        ys = [np.nan if r.get("precision") is None else r["precision"] for r in results]
+        a2.plot(xs, ys, style, label=f"precision against {key}")
+        for xi, yi, label in zip(xs, ys, labels, strict=True):
             a2.annotate(label, (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=8)
     a2.set(xlabel="diversity (recall, or Vendi / real)", ylabel="precision (fidelity)",
            title="The trade-off, one point per psi")
