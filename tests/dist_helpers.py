@@ -15,11 +15,12 @@ from animegan_ignite.quality import Evaluator, eval_latents
 
 
 def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
-    """FID of a seeded generator on 24 fixed latents against 24 real images; rank 0 writes it."""
+    """Scores of a seeded generator on 24 fixed latents against 30 real images (unequal, so
+    KID's subsets vary and it has a spread); rank 0 writes them."""
     torch.manual_seed(0)
     netG = Generator(nz=16, ngf=8)
     netG.apply(dcgan_weights_init)
-    real = ImageFiles(find_images(data_dir)[:24], default_transform(64))
+    real = ImageFiles(find_images(data_dir)[:30], default_transform(64))
     evaluator = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
                           torch.device("cpu"), cache_dir=None, batch_size=batch)
     result = evaluator(netG)
@@ -48,7 +49,7 @@ def evaluate_with_own_cache(local_rank: int, data_dir: str, out_file: str, cache
     torch.manual_seed(0)
     netG = Generator(nz=16, ngf=8)
     netG.apply(dcgan_weights_init)
-    real = ImageFiles(find_images(data_dir)[:24], default_transform(64))
+    real = ImageFiles(find_images(data_dir)[:30], default_transform(64))
     cache = Path(cache_root) / f"rank{idist.get_rank()}"
     result = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
                        torch.device("cpu"), cache_dir=cache, batch_size=12)(netG)

@@ -192,3 +192,14 @@ def test_too_few_samples_are_refused_not_scored():
     for score in (lambda: kid(x[:1], x), lambda: prdc(x, x, k=3), lambda: vendi(x[:1])):
         with pytest.raises(ValueError, match="need"):
             score()
+
+
+def test_kid_spread_is_null_where_every_subset_is_the_whole_sample():
+    from animegan_ignite.quality import RealFeatures, scores
+
+    real = _features(n=60, d=16, seed=1)
+    equal = scores(_features(n=60, d=16, seed=2), RealFeatures(real))
+    assert equal["kid"] is not None and equal["kid_std"] is None
+    assert "--eval-size above 1000" in equal["unavailable"]["kid spread"]
+    fewer = scores(_features(n=40, d=16, seed=2), RealFeatures(real))  # subsets of 40 of 60 vary
+    assert fewer["kid_std"] > 0 and "kid spread" not in fewer["unavailable"]

@@ -193,9 +193,11 @@ def _band(ax, ev: list[dict], keys: tuple[str, str], style: tuple[str, str],
           labels: tuple[str, str]) -> None:
     """A score's mean per evaluated epoch with a ± std band."""
     x = np.array([e["epoch"] for e in ev])
-    mean, std = np.array([e[keys[0]] for e in ev]), np.array([e[keys[1]] for e in ev])
+    mean = np.array([e[keys[0]] for e in ev])
     ax.plot(x, mean, style[0], color=style[1], lw=1.8, label=labels[0])
-    ax.fill_between(x, mean - std, mean + std, color=style[1], alpha=0.2, label=labels[1])
+    if all(e.get(keys[1]) is not None for e in ev):  # no spread where a sample is too small
+        std = np.array([e[keys[1]] for e in ev])
+        ax.fill_between(x, mean - std, mean + std, color=style[1], alpha=0.2, label=labels[1])
     ax.set(xlabel="epoch")
     _epoch_axis(ax, x)
 

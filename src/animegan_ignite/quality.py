@@ -39,6 +39,7 @@ from . import faults
 from .faces import truncate
 from .inception import NUM_FEATURES, Backbone, BackboneChoice
 from .metrics import (
+    KID_SUBSET_SIZE,
     FeatureStats,
     fid_from_features,
     inception_score,
@@ -312,8 +313,7 @@ def scores(features: torch.Tensor, real: RealFeatures) -> dict[str, Any]:
         out["unavailable"] = {"kid, precision/recall, diversity": reason}
         return out
     real_features = real.features.to(features.device)
-    tries = {"kid": lambda: dict(zip(("kid", "kid_std"), kid(features, real_features,
-                                                               real.kid_kernel()), strict=True)),
+    tries = {"kid": lambda: _kid(features, real_features, real),
              "precision/recall": lambda: prdc(real_features, features, real_radii=real.radii()),
              "diversity": lambda: _diversity(features, real)}
     for name, compute in tries.items():
@@ -321,9 +321,20 @@ def scores(features: torch.Tensor, real: RealFeatures) -> dict[str, Any]:
             out.update(compute())
         except ValueError as e:  # too few images for this score
             out["unavailable"][name] = str(e)
+    if out.get("kid") is not None and out["kid_std"] is None:
+        out["unavailable"]["kid spread"] = (
+            f"every KID subset is the whole sample ({len(features)} images a side), so the "
+            f"spread would be 0 by construction; it needs --eval-size above {KID_SUBSET_SIZE}")
     for key in SCORE_KEYS:
         out.setdefault(key, None)
     return out
+
+
+def _kid(features: torch.Tensor, real_features: torch.Tensor, real: RealFeatures
+         ) -> dict[str, float | None]:
+    mean, std = kid(features, real_features, real.kid_kernel())
+    whole = len(features) == len(real_features) <= KID_SUBSET_SIZE  # every subset the same
+    return {"kid": mean, "kid_std": None if whole else std}
 
 
 def _diversity(features: torch.Tensor, real: RealFeatures) -> dict[str, float]:
@@ -394,7 +405,8 @@ def score_line(r: dict[str, Any]) -> str:
     """One line of an evaluation's scores, as the console and ``animegan-evaluate`` print them."""
     parts = [f"FID {r['fid']:.2f}"]
     if r.get("kid") is not None:
-        parts.append(f"KID {r['kid']:.4f} ± {r['kid_std']:.4f}")
+        spread = "" if r.get("kid_std") is None else f" ± {r['kid_std']:.4f}"
+        parts.append(f"KID {r['kid']:.4f}{spread}")
     if r.get("precision") is not None:
         parts.append(f"precision {r['precision']:.3f}  recall {r['recall']:.3f}")
     if r.get("diversity") is not None:
