@@ -277,12 +277,13 @@ def write_markdown(results: dict[str, dict], seeds: list[int], path: Path) -> No
 
 
 def draw_curves(results: dict[str, dict], path: Path) -> None:
-    """FID, KID, recall and the diversity ratio against iteration, per variant and seed."""
+    """FID, KID, precision and the diversity ratio against iteration, per variant and seed
+    (recall is in the table: it stays 0 until runs are far longer than a CPU's)."""
     fig = Figure(figsize=(13, 9))
     styles = ["-", "--", ":", "-."]
-    for ax, key, label in zip(fig.subplots(2, 2).flat, ("fid", "kid", "recall", "diversity"),
+    for ax, key, label in zip(fig.subplots(2, 2).flat, ("fid", "kid", "precision", "diversity"),
                               ("FID (lower is better)", "KID (lower is better)",
-                               "recall (diversity)", "diversity: Vendi / real faces'"),
+                               "precision (fidelity)", "diversity: Vendi / real faces'"),
                               strict=True):
         for i, (variant, r) in enumerate(results.items()):
             for j, (seed, curve) in enumerate(r["curves"].items()):
