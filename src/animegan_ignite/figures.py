@@ -50,13 +50,20 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
     return (c[n] - c[lo]) / (n - lo)
 
 
+# Beyond this many epochs the lines would grey the whole panel (short epochs of a small set).
+MAX_EPOCH_LINES = 60
+
+
 def _epoch_lines(ax, epochs: list[dict]) -> None:
+    if len(epochs) > MAX_EPOCH_LINES:
+        return
     for r in epochs:
         ax.axvline(r["iteration"], color="0.85", lw=0.8, zorder=0)
 
 
 def draw_losses(ax, iters: list[dict], epochs: list[dict]) -> None:
-    """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends as grey lines."""
+    """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends as grey lines
+    (up to MAX_EPOCH_LINES epochs)."""
     x = np.array([r["iteration"] for r in iters])
     window = max(1, len(x) // 50)
     top = 0.0
