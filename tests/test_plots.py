@@ -169,3 +169,18 @@ def test_a_run_written_before_the_new_scores_still_plots_and_resumes(finished_ru
     assert r.returncode == 0, r.stderr[-2000:]
     epochs = split_history(read_history(run))[1]
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["kid"] is not None
+
+
+def test_overfitting_script_reports_d_on_training_held_out_and_generated_faces(finished_run, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("overfitting", REPO / "scripts" / "overfitting.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    r = script.measure(finished_run, 8)
+    assert r["images"] == 8 and r["p"] is not None  # TINY trains the default recipe
+    assert all(-1 <= r[f"sign_{s}"] <= 1 for s in ("train", "held_out", "fake"))
+    assert np.isfinite(r["r_v"])
+    assert script.main([str(finished_run), "--num", "8"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row.startswith("| run | 8 | ") and row.endswith(f"{r['r_v']:.2f} |")
