@@ -317,3 +317,17 @@ def test_adaptive_augmentation_with_the_cache_in_bf16_and_compiled(image_dir, tm
     iters = split_history(read_history(run))[0]
     assert [x["iteration"] for x in iters] == list(range(1, 27))
     assert iters[-1]["augment_p"] > 0 and all(math.isfinite(x["loss_d"]) for x in iters)
+
+
+def test_a_masked_operation_leaves_unchosen_images_exact_and_matches_the_plain_one_on_chosen():
+    from animegan_ignite.augment import color, cutout, translation
+
+    x = torch.rand(64, 3, 16, 16) * 2 - 1
+    chosen = torch.arange(64) % 3 == 0
+    for op in (color, translation, cutout):
+        torch.manual_seed(1)
+        plain = op(x)
+        torch.manual_seed(1)
+        masked = op(x, chosen)
+        assert torch.equal(masked[~chosen], x[~chosen]), op.__name__
+        assert torch.allclose(masked[chosen], plain[chosen], atol=1e-6), op.__name__

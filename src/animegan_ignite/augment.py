@@ -34,12 +34,21 @@ def _uniform(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.rand(x.shape[0], 1, 1, 1, dtype=x.dtype, device=x.device) * (hi - lo) + lo
 
 
-def color(x: torch.Tensor) -> torch.Tensor:
-    x = x + _uniform(x, -0.5, 0.5)
+def color(x: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+    if chosen is None:
+        x = x + _uniform(x, -0.5, 0.5)
+        mean = x.mean(dim=1, keepdim=True)
+        x = (x - mean) * _uniform(x, 0.0, 2.0) + mean
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) * _uniform(x, 0.5, 1.5) + mean
+    # Unchosen images get identity parameters (shift 0, factors 1); written as x + change so
+    # that they come out bit for bit unchanged, at the cost of the unmasked operation.
+    m = chosen.view(-1, 1, 1, 1).to(x.dtype)
+    x = x + _uniform(x, -0.5, 0.5) * m
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * _uniform(x, 0.0, 2.0) + mean
+    x = x + (x - mean) * ((_uniform(x, 0.0, 2.0) - 1) * m)
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * _uniform(x, 0.5, 1.5) + mean
+    return x + (x - mean) * ((_uniform(x, 0.5, 1.5) - 1) * m)
 
 
 def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
@@ -55,30 +64,37 @@ def translate(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tens
     return padded[batch, ys, xs].permute(0, 3, 1, 2)
 
 
-def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
+def translation(x: torch.Tensor, chosen: torch.Tensor | None = None, ratio: float = 0.125
+                ) -> torch.Tensor:
     b, _, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sy, sy + 1, (b,), device=x.device)
     dx = torch.randint(-sx, sx + 1, (b,), device=x.device)
+    if chosen is not None:  # unchosen images shift by 0
+        dy, dx = dy * chosen, dx * chosen
     return translate(x, dy, dx)
 
 
-def cut(x: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero a ``size`` x ``size`` square centred at (``cy[i]``, ``cx[i]``) in image ``i``."""
+def cut(x: torch.Tensor, cy: torch.Tensor, cx: torch.Tensor, size: int,
+        chosen: torch.Tensor | None = None) -> torch.Tensor:
+    """Zero a ``size`` x ``size`` square centred at (``cy[i]``, ``cx[i]``) in image ``i``
+    (in the ``chosen`` images only, when given)."""
     b, _, h, w = x.shape
     ys = torch.arange(h, device=x.device).view(1, h, 1)
     xs = torch.arange(w, device=x.device).view(1, 1, w)
     top, left = (cy - size // 2).view(b, 1, 1), (cx - size // 2).view(b, 1, 1)
     inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
+    if chosen is not None:
+        inside = inside & chosen.view(b, 1, 1)
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
-def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
+def cutout(x: torch.Tensor, chosen: torch.Tensor | None = None, ratio: float = 0.5) -> torch.Tensor:
     b, _, h, w = x.shape
     size = int(h * ratio + 0.5)
     cy = torch.randint(0, h + (1 - size % 2), (b,), device=x.device)
     cx = torch.randint(0, w + (1 - size % 2), (b,), device=x.device)
-    return cut(x, cy, cx, size)
+    return cut(x, cy, cx, size, chosen)
 
 
 _OPS = {"color": color, "translation": translation, "cutout": cutout}
@@ -100,11 +116,10 @@ class DiffAugment:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for op in self.ops:
-            if self.always:
-                x = op(x)
-            else:
-                chosen = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
-                x = torch.where(chosen, op(x), x)
+            # Below p = 1 the mask goes into the operation's parameters (identity for unchosen
+            # images), so an adaptive p costs what the fixed one does.
+            chosen = None if self.always else torch.rand(x.shape[0], device=x.device) < self.p
+            x = op(x, chosen)
         return x
 
 
