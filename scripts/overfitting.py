@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     for run in args.runs:
         r = measure(run, args.num)
         p = "–" if r["p"] is None else f"{r['p']:.2f}"
-        print(f"| {run.name} | {r['images']} | {p} | {r['sign_train']:.2f} | "
+        print(f"| {run} | {r['images']} | {p} | {r['sign_train']:.2f} | "
               f"{r['sign_held_out']:.2f} | {r['sign_fake']:.2f} | {r['r_v']:.2f} |")
     return 0
 

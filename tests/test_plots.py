@@ -183,4 +183,4 @@ def test_overfitting_script_reports_d_on_training_held_out_and_generated_faces(f
     assert np.isfinite(r["r_v"])
     assert script.main([str(finished_run), "--num", "8"]) == 0
     row = capsys.readouterr().out.splitlines()[2]
-    assert row.startswith("| run | 8 | ") and row.endswith(f"{r['r_v']:.2f} |")
+    assert row.startswith(f"| {finished_run} | 8 | ") and row.endswith(f"{r['r_v']:.2f} |")
