@@ -203,3 +203,13 @@ def test_kid_spread_is_null_where_every_subset_is_the_whole_sample():
     assert "--eval-size above 1000" in equal["unavailable"]["kid spread"]
     fewer = scores(_features(n=40, d=16, seed=2), RealFeatures(real))  # subsets of 40 of 60 vary
     assert fewer["kid_std"] > 0 and "kid spread" not in fewer["unavailable"]
+
+
+def test_the_collapse_warning_suggests_diffaugment_only_to_a_run_without_it():
+    from animegan_ignite.quality import collapse_warning
+
+    record = {"epoch": 3, "diversity": 0.2, "vendi": 1.2, "vendi_real": 6.0, "precision": 0.0,
+              "recall": 0.0}
+    assert "at epoch 3" in collapse_warning(record) and "DiffAugment" in collapse_warning(record)
+    augmented = collapse_warning({**record, "augment_p": 1.0})
+    assert "possible mode collapse" in augmented and "DiffAugment" not in augmented

@@ -438,9 +438,11 @@ def collapse_warning(record: dict[str, Any], earlier: list[dict[str, Any]] = ())
     if not reasons:
         return None
     where = f" at epoch {record['epoch']}" if "epoch" in record else ""
+    # A training run's record has augment_p when it already uses DiffAugment.
+    other = "" if "augment_p" in record else "DiffAugment (--recipe diffaug-cosine) or "
     return (f"possible mode collapse{where}: {'; '.join(reasons)}; the generator draws few "
             "distinct faces. Look at the snapshots; resume from the best checkpoint with a lower "
-            "--lr, or try DiffAugment (--recipe diffaug-cosine) or another --seed")
+            f"--lr, or try {other}another --seed")
 
 
 def eval_latents(n: int, nz: int, seed: int, truncation: float | None = None) -> torch.Tensor:
