@@ -90,7 +90,9 @@ VARIANTS: dict[str, list[str]] = {
     # strength adapted (ADA), and its rates without augmentation (issue 29's regimes).
     "default": ["--recipe", "diffaug-cosine"],
     "default_ada": ["--recipe", "diffaug-cosine", "--augment-p", "auto"],
-    "default_noaug": ["--recipe", "diffaug-cosine", "--diffaugment", "none"],
+    "default_ada_rv": ["--recipe", "diffaug-cosine", "--augment-p", "auto", "--ada-signal", "rv"],
+    # r_v recorded only: no augmentation draws no random numbers, so training is unchanged
+    "default_noaug": ["--recipe", "diffaug-cosine", "--diffaugment", "none", "--ada-signal", "rv"],
 }
 
 

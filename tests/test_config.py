@@ -91,6 +91,8 @@ def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):
     (["--lr", "0"], "--lr 0.0: must be a number in (0, 1)"),
     (["--eval-size", "-1"], "--eval-size -1: must be an integer in 0..10000000"),
     (["--recipe", "best"], "--recipe 'best': must be one of dcgan, diffaug, diffaug-fast"),
+    (["--ada-signal", "rv", "--eval-size", "0"], "--ada-signal rv scores held-out faces: it needs "
+                                                 "--eval-size > 0"),
 ])
 def test_invalid_values_raise_a_config_error_naming_the_flag(argv, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):

@@ -176,17 +176,21 @@ with idist.Parallel(backend="gloo", nproc_per_node=2) as p:
     evaluate("rank1_cached")  # rank 0 sees none: every rank computes
 
 
+@pytest.mark.parametrize("steer", ["rt", "rv"])
 def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_after_sigkill(
-        image_dir, tmp_path):
+        image_dir, tmp_path, steer):
     import os
     import subprocess
     import sys
 
-    ada = ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none"]
+    # rv: each rank scores its own held-out batch; the means, like r_t's, are all-reduced
+    ada = ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none", "--ada-signal", steer,
+           "--ada-target", "0.01" if steer == "rv" else "0.6"]
     whole = _train_2_procs(["--data-dir", str(image_dir), *ada, "--output-dir", str(tmp_path / "a"),
                             "--checkpoint-every", "5"], tmp_path / "whole")
     ranks = [whole["output_rank0"], whole["output_rank1"]]
     assert ranks[0]["augment_p"] == ranks[1]["augment_p"] > 0 and ranks[0]["r_t"] == ranks[1]["r_t"]
+    assert ranks[0].get("r_v") == ranks[1].get("r_v") and ("r_v" in ranks[0]) == (steer == "rv")
     inside = _train_2_procs(["--resume", str(tmp_path / "a" / "checkpoints" / "checkpoint_25.pt")],
                             tmp_path / "inside")
     for key in ("G_rank0", "D_rank1", "output_rank0", "output_rank1"):

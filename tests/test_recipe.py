@@ -242,11 +242,20 @@ def test_each_operation_applies_to_each_image_with_probability_p():
     assert 0.17 < moved < 0.33
 
 
-def _adaptive(p=0.0, target=0.6):
+def _adaptive(p=0.0, target=0.6, probe=None):
     from animegan_ignite.augment import AdaptiveAugment
 
     augment = DiffAugment(("color",), p=p)
-    return augment, AdaptiveAugment(augment, True, target, kimg=1, batch_size=8, interval=4)
+    return augment, AdaptiveAugment(augment, True, target, kimg=1, batch_size=8, interval=4,
+                                    probe=probe)
+
+
+def _iterate(ada, engine, sign, real=0.0, fake=0.0):
+    engine.state.iteration += 1
+    engine.state.output = {"loss_d": 1.0, "d_real_sign": sign, "d_real_logit": real,
+                           "d_fake_logit": fake}
+    ada(engine)
+    return engine.state.output
 
 
 def test_ada_raises_p_when_d_overfits_lowers_it_when_not_and_resumes_exactly():
@@ -254,26 +263,50 @@ def test_ada_raises_p_when_d_overfits_lowers_it_when_not_and_resumes_exactly():
 
     augment, ada = _adaptive()
     engine = Engine(lambda e, b: None)
-
-    def iterate(sign):
-        engine.state.iteration += 1
-        engine.state.output = {"loss_d": 1.0, "d_real_sign": sign}
-        ada(engine)
-        return engine.state.output
-
     for _ in range(8):  # r_t = 1 > 0.6 twice: p up by 2 x (8 x 4 / 1000)
-        out = iterate(1.0)
+        out = _iterate(ada, engine, 1.0)
     assert augment.p == pytest.approx(0.064) and out["r_t"] == 1.0 and "d_real_sign" not in out
+    assert "r_v" not in out and "d_real_logit" not in out  # no probe: no r_v
     saved = ada.state_dict()
     for _ in range(4):
-        out = iterate(0.2)  # r_t below the target: p down again
+        out = _iterate(ada, engine, 0.2)  # r_t below the target: p down again
     assert augment.p == pytest.approx(0.032) and out["augment_p"] == pytest.approx(0.064)
     augment2, ada2 = _adaptive()
     ada2.load_state_dict(saved)
     assert augment2.p == pytest.approx(0.064) and ada2.r_t == 1.0
     for _ in range(20):
-        iterate(-1.0)
+        _iterate(ada, engine, -1.0)
     assert augment.p == 0.0  # clipped
+
+
+def test_ada_steered_by_r_v_compares_held_out_faces_with_training_and_generated_ones():
+    from ignite.engine import Engine
+
+    held_out = {1: 2.0, 2: 2.9, 3: 2.0}  # D's mean logit on the k-th held-out batch
+    augment, ada = _adaptive(target=0.1, probe=held_out.__getitem__)
+    engine = Engine(lambda e, b: None)
+    for _ in range(4):  # training faces 3, fakes -1, held-out 2: r_v = (3 - 2) / (3 + 1)
+        out = _iterate(ada, engine, 1.0, real=3.0, fake=-1.0)
+    assert out["r_v"] == pytest.approx(0.25) and out["r_t"] == 1.0
+    assert augment.p == pytest.approx(0.032)  # r_v 0.25 > 0.1 (r_t plays no part): p up
+    for _ in range(2):  # half an interval, then saved: the sums go into the checkpoint
+        _iterate(ada, engine, 1.0, real=2.0, fake=-2.0)
+    saved = ada.state_dict()
+    augment2, ada2 = _adaptive(target=0.1, probe=held_out.__getitem__)
+    ada2.load_state_dict(saved)
+    engine2 = Engine(lambda e, b: None)
+    engine2.state.iteration = engine.state.iteration
+    for a, e in ((ada, engine), (ada2, engine2)):
+        for _ in range(2):  # means 3 and -1 again; held-out 2.9: r_v = 0.025 < 0.1: p down
+            out = _iterate(a, e, 1.0, real=4.0, fake=0.0)
+        assert out["r_v"] == pytest.approx(0.025) and a.augment.p == pytest.approx(0.0)
+    for _ in range(4):  # D scores reals below fakes: nothing to overfit, r_v 0
+        out = _iterate(ada, engine, -1.0, real=-1.0, fake=1.0)
+    assert out["r_v"] == 0.0
+
+    augment3, ada3 = _adaptive()  # a checkpoint written before r_v existed
+    ada3.load_state_dict({"p": 0.5, "sign_sum": 2.0, "count": 2, "r_t": 0.9})
+    assert (augment3.p, ada3.sums, ada3.r_v) == (0.5, [2.0, 0.0, 0.0, 2], None)
 
 
 @pytest.mark.parametrize("recipe", ["dcgan", "diffaug-cosine", *(
@@ -294,29 +327,51 @@ def test_adaptive_augmentation_trains_with_every_recipe_and_records_p_and_r_t(im
     assert config["augment_p"] == "auto" and config["diffaugment"]  # dcgan too: colour+translation
 
 
-def test_on_64_faces_trained_for_many_epochs_ada_raises_p_well_above_0(tmp_path):
-    """D memorises 64 faces: r_t goes to 1 and p rises."""
-    write_images(tmp_path / "data", 80)
+def _ada_run(tmp_path, data: str, signal: str) -> list[float]:
+    """p at every iteration of a 20-epoch tiny run steered by ``signal``, on
+    64 faces (and 16 held out) or on synthetic faces drawn anew every epoch (80 per epoch)."""
+    if data == "64 faces":
+        write_images(tmp_path / "data", 80)
+        source = ["--data-dir", tmp_path / "data"]
+    else:
+        source = ["--synthetic-fresh", "--no-cache", "--synthetic-size", "96"]
     run = tmp_path / "run"
-    r = run_main("train", "--data-dir", tmp_path / "data", "--output-dir", run, "--epochs", "20",
-                 "--eval-size", "16", "--eval-every", "0", "--augment-p", "auto", "--ada-kimg",
-                 "1", "--snapshot-every", "1000", *TINY)
+    r = run_main("train", *source, "--output-dir", run, "--epochs", "20", "--eval-size", "16",
+                 "--eval-every", "0", "--augment-p", "auto", "--ada-kimg", "1", "--ada-signal",
+                 signal, "--snapshot-every", "1000", *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
-    epochs = split_history(read_history(run))[1]
-    assert epochs[-1]["augment_p"] > 0.3, [e["augment_p"] for e in epochs]
+    iters = split_history(read_history(run))[0]
+    assert all(("r_v" in x) == (signal == "rv") for x in iters[4:])
+    return [x["augment_p"] for x in iters]
+
+
+@pytest.mark.parametrize("data, signal, check", [
+    ("64 faces", "rt", lambda p: p[-1] > 0.3),  # D memorises: r_t goes to 1, p rises
+    ("64 faces", "rv", lambda p: max(p) > 0.25),  # held-out faces scored more like fakes
+    # every face new, nothing to memorise: r_v stays near 0 and with it p; r_t cannot tell
+    ("fresh faces", "rv", lambda p: max(p) < 0.15),
+    pytest.param("fresh faces", "rt", lambda p: p[-1] > 0.5, marks=pytest.mark.slow),
+])
+def test_ada_raises_p_on_64_faces_and_steered_by_r_v_keeps_it_low_on_fresh_faces(
+        tmp_path, data, signal, check):
+    p = _ada_run(tmp_path, data, signal)
+    assert check(p), p[::8]
 
 
 @pytest.mark.parametrize("speed", [["--cache", "--precision", "bf16"],
                                    pytest.param(["--compile"], marks=pytest.mark.slow)])
 def test_adaptive_augmentation_with_the_cache_in_bf16_and_compiled(image_dir, tmp_path, speed):
+    """Steered by r_v: D's pass over held-out faces runs in the run's precision too."""
     run = tmp_path / "run"
     r = run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "2",
                  "--eval-size", "16", "--eval-every", "0", "--augment-p", "auto", "--ada-kimg",
-                 "0.5", "--cache-dir", tmp_path / "cache", *speed, *TINY)
+                 "0.5", "--ada-signal", "rv", "--ada-target", "0.01", "--cache-dir",
+                 tmp_path / "cache", *speed, *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     iters = split_history(read_history(run))[0]
     assert [x["iteration"] for x in iters] == list(range(1, 27))
     assert iters[-1]["augment_p"] > 0 and all(math.isfinite(x["loss_d"]) for x in iters)
+    assert all(math.isfinite(x["r_v"]) for x in iters[3:])
 
 
 def test_a_masked_operation_leaves_unchosen_images_exact_and_matches_the_plain_one_on_chosen():

@@ -14,11 +14,13 @@ Every operation is a batched tensor expression on the images' device: no per-ima
 
 Adaptive strength (Karras et al., 2020, "ADA"): with a probability ``p`` < 1 each operation is
 applied to each image with probability ``p`` (a per-image mask, drawn on the device), and
-:class:`AdaptiveAugment` moves ``p`` from D's overfitting signal r_t = E[sign(D(x_real))].
+:class:`AdaptiveAugment` moves ``p`` from D's overfitting signal: r_t = E[sign(D(x_real))], or
+r_v, which also scores held-out faces.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ignite.distributed as idist
@@ -27,6 +29,7 @@ import torch.nn.functional as F
 from ignite.engine import Engine
 
 from .config import DIFFAUGMENT_POLICIES
+from .gan import ADA_KEYS
 
 
 def _uniform(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -125,49 +128,73 @@ class DiffAugment:
 
 class AdaptiveAugment:
     """ADA's controller as a handler and a state_dict object (it is in every checkpoint, so a
-    resumed run continues the same ``p``). After every iteration it adds D's mean sign on the
-    real batch; every ``interval`` iterations r_t is their mean over the interval (averaged
-    over all processes, so every rank sets the same ``p``) and, when adaptive, ``p`` moves by
-    sign(r_t - target) x (images in the interval) / (``kimg`` thousand images), clipped to
-    [0, 1]. The iteration's ``augment_p`` (the p it used) and the latest ``r_t`` go into the
-    engine's output, so the history and the trackers record them."""
+    resumed run continues the same ``p``). After every iteration it adds D's mean sign and mean
+    logit on the real batch and its mean logit on the fake batch; every ``interval`` iterations
+    it turns the interval's sums (over all processes, so every rank sets the same ``p``) into
+
+    - r_t = E[sign D(real)] (ADA's training-set heuristic), and, with a ``probe`` (D's mean
+      logit on a batch of held-out faces, see ``gan.make_held_out_probe``),
+    - r_v = (E[D(real)] - E[D(held-out)]) / (E[D(real)] - E[D(fake)]) (ADA's validation
+      heuristic, eq. 1: 0 when D scores unseen faces as its training faces, 1 when as fakes);
+
+    and, when adaptive, moves ``p`` by sign(signal - target) x (images in the interval) /
+    (``kimg`` thousand images), clipped to [0, 1]; the signal is r_v with a probe, else r_t.
+    The iteration's ``augment_p`` (the p it used) and the latest r_t / r_v go into the engine's
+    output, so the history and the trackers record them."""
 
     def __init__(self, augment: DiffAugment, adaptive: bool, target: float, kimg: float,
-                 batch_size: int, interval: int = 4) -> None:
+                 batch_size: int, interval: int = 4,
+                 probe: Callable[[int], float] | None = None) -> None:
         self.augment, self.adaptive, self.target = augment, adaptive, target
         self.step = batch_size * interval / (kimg * 1000)
-        self.interval = interval
-        self.sign_sum, self.count = 0.0, 0
+        self.interval, self.probe = interval, probe
+        self.sums = [0.0, 0.0, 0.0, 0]  # sign, real logit, fake logit, iterations
         self.r_t: float | None = None  # none before the first interval ends
+        self.r_v: float | None = None  # none without a probe
 
     def __call__(self, engine: Engine) -> None:
         output = engine.state.output
         p_used = self.augment.p
-        self.sign_sum += output.pop("d_real_sign")
-        self.count += 1
+        for i, key in enumerate(ADA_KEYS):
+            self.sums[i] += output.pop(key)
+        self.sums[3] += 1
         if engine.state.iteration % self.interval == 0:
-            total = torch.tensor([self.sign_sum, self.count], dtype=torch.float64)
-            if idist.get_world_size() > 1:
-                total = idist.all_reduce(total.to(idist.device())).cpu()
-            self.r_t = float(total[0] / total[1])
-            self.sign_sum, self.count = 0.0, 0
-            if self.adaptive:
-                move = self.step * (1.0 if self.r_t > self.target else -1.0)
-                self.augment.p = min(max(self.augment.p + move, 0.0), 1.0)
+            self.update(engine.state.iteration // self.interval)
         if self.augment:
             output["augment_p"] = p_used
-        if self.r_t is not None:
-            output["r_t"] = self.r_t
+        output.update(self.signals())
+
+    def update(self, k: int) -> None:
+        """The end of interval ``k``: r_t (and r_v) from its sums, then p moves."""
+        held_out = self.probe(k) if self.probe else 0.0
+        total = torch.tensor([*self.sums, held_out], dtype=torch.float64)
+        if idist.get_world_size() > 1:
+            total = idist.all_reduce(total.to(idist.device())).cpu()
+        sign, real, fake, count, held_out = total.tolist()
+        self.r_t = sign / count
+        if self.probe:
+            real, fake, held_out = real / count, fake / count, held_out / idist.get_world_size()
+            # D not yet scoring real faces above fakes has nothing to overfit: r_v 0
+            self.r_v = (real - held_out) / (real - fake) if real > fake else 0.0
+        self.sums = [0.0, 0.0, 0.0, 0]
+        if self.adaptive:
+            signal = self.r_v if self.probe else self.r_t
+            move = self.step * (1.0 if signal > self.target else -1.0)
+            self.augment.p = min(max(self.augment.p + move, 0.0), 1.0)
+
+    def signals(self) -> dict[str, float]:
+        return {k: v for k, v in (("r_t", self.r_t), ("r_v", self.r_v)) if v is not None}
 
     def summary(self) -> dict[str, float]:
-        """The epoch record's view: the current p (with DiffAugment) and the latest r_t."""
-        return {**({"augment_p": self.augment.p} if self.augment else {}),
-                **({"r_t": self.r_t} if self.r_t is not None else {})}
+        """The epoch record's view: the current p (with DiffAugment) and the latest signals."""
+        return {**({"augment_p": self.augment.p} if self.augment else {}), **self.signals()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"p": self.augment.p, "sign_sum": self.sign_sum, "count": self.count,
-                "r_t": self.r_t}
+        return {"p": self.augment.p, "sums": list(self.sums), "r_t": self.r_t, "r_v": self.r_v}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.augment.p = state["p"]
-        self.sign_sum, self.count, self.r_t = state["sign_sum"], state["count"], state["r_t"]
+        self.augment.p, self.r_t, self.r_v = state["p"], state["r_t"], state.get("r_v")
+        if "sums" in state:
+            self.sums = list(state["sums"])
+        else:  # written before r_v: the interval's signs only (its logits restart at 0)
+            self.sums = [state["sign_sum"], 0.0, 0.0, state["count"]]

@@ -42,6 +42,9 @@ class ConfigError(UserError):
 
 SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seeds
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+# What each ADA signal steers to: r_t's is ADA's; r_v's is chosen from its measured range
+# (docs/recipes.md, "Long runs and adaptive augmentation").
+ADA_TARGETS = {"rt": 0.6, "rv": 0.05}
 # Each tracker's importable module(s) and the extra that installs it.
 TRACKER_MODULES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",),
                    "mlflow": ("mlflow",)}
@@ -197,8 +200,14 @@ class Config:
                              "applies to each image: a number in [0, 1], or auto (ADA: steered by "
                              "D's overfitting; with no --diffaugment, color,translation)",
                              recipe=True, lo=1)
-    ada_target: float = setting(0.6, float, "recipe", "auto: the r_t = E[sign D(real)] that p "
-                                "steers to (ADA's)", lo=0, hi=1, open_lo=True, open_hi=True)
+    ada_signal: str = setting("rt", str, "recipe", "auto: D's overfitting signal that steers p: "
+                              "rt (ADA's r_t = E[sign D(real)]) or rv (r_v: D on held-out faces "
+                              "against training and generated ones; needs --eval-size; r_v is "
+                              "then recorded with a fixed p too)", choices=tuple(ADA_TARGETS))
+    ada_target: float | None = setting(None, float, "recipe", "auto: the value of the signal "
+                                       "that p steers to", shown=", ".join(
+                                           f"{v:g} for {k}" for k, v in ADA_TARGETS.items()),
+                                       nullable=True, lo=0, hi=1, open_lo=True, open_hi=True)
     ada_kimg: float = setting(100.0, float, "recipe", "auto: thousands of images in which p can "
                               "move from 0 to 1", lo=0, hi=10**6, open_lo=True)
     ema_halflife_kimg: float = setting(0.0, float, "recipe", "EMA of G with this half-life in "
@@ -323,6 +332,11 @@ class Config:
         return self.augment_p == "auto"
 
     @property
+    def ada_goal(self) -> float:
+        """The value of the ADA signal that p steers to: --ada-target, else the signal's own."""
+        return ADA_TARGETS[self.ada_signal] if self.ada_target is None else self.ada_target
+
+    @property
     def start_p(self) -> float:
         """The augmentation probability at the start: ADA starts at 0."""
         return 0.0 if self.adaptive else float(self.augment_p)
@@ -356,6 +370,8 @@ class Config:
                             "no --data-dir, and --no-cache")
         if not _is_probability_or_auto(self.augment_p):
             problems.append(f"--augment-p {self.augment_p}: must be auto or a number in [0, 1]")
+        if self.ada_signal == "rv" and self.eval_size == 0:
+            problems.append("--ada-signal rv scores held-out faces: it needs --eval-size > 0")
         if problems:
             raise ConfigError("; ".join(dict.fromkeys(problems)))
         return self

@@ -25,6 +25,7 @@ from torchvision.utils import make_grid
 
 from . import faults
 from .checkpoints import CheckpointError, load_checkpoint, load_generator
+from .config import ADA_TARGETS
 from .history import read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write
@@ -92,14 +93,19 @@ def draw_d_outputs(ax, iters: list[dict], epochs: list[dict]) -> None:
     ax.legend(loc="center right")
 
 
-def draw_augment(ax, iters: list[dict], epochs: list[dict], target: float | None) -> None:
-    """The augmentation probability p (ADA moves it) and D's overfitting signal r_t =
-    E[sign D(real)], with the r_t that p steers to."""
-    x = np.array([r["iteration"] for r in iters if r.get("r_t") is not None])
-    r_t = np.array([r["r_t"] for r in iters if r.get("r_t") is not None])
-    ax.plot(x, r_t, color="tab:red", lw=1.2, label="r_t = E[sign D(real)]")
-    if target is not None:
-        ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
+def draw_augment(ax, iters: list[dict], epochs: list[dict], signal: str | None,
+                 target: float | None) -> None:
+    """The augmentation probability p (ADA moves it) and D's overfitting signals (r_t =
+    E[sign D(real)]; r_v where the run measures it), with the value p steers to."""
+    colors = {"r_t": "tab:red", "r_v": "tab:purple"}
+    labels = {"r_t": "r_t = E[sign D(real)]", "r_v": "r_v (held-out faces)"}
+    for key, color in colors.items():
+        points = [(r["iteration"], r[key]) for r in iters if r.get(key) is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), color=color, lw=1.2, label=labels[key])
+    if target is not None and signal is not None:
+        ax.axhline(target, color=colors["r_" + signal[1:]], ls=":", lw=1,
+                   label=f"{signal} target {target:g}")
     if any("augment_p" in r for r in iters):
         ax.plot([r["iteration"] for r in iters if "augment_p" in r],
                 [r["augment_p"] for r in iters if "augment_p" in r], color="tab:blue", lw=1.8,
@@ -308,8 +314,11 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     else:
         report.missing.append("losses, D outputs: no iterations in the history yet")
     if any(r.get("r_t") is not None for r in iters):
+        signal = _setting(run, "ada_signal") or "rt"  # runs before --ada-signal steered by r_t
+        target = _setting(run, "ada_target") or ADA_TARGETS.get(signal)
+        adaptive = _setting(run, "augment_p") == "auto"
         report.written.append(_figure(out / "augment.png", lambda ax: draw_augment(
-            ax, iters, epochs, _setting(run, "ada_target"))))
+            ax, iters, epochs, signal if adaptive else None, target)))
     faults.point("plots")
     if _evaluated(epochs):
         fig = Figure(figsize=(12, 9))

@@ -18,6 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .models import Discriminator, Generator
 
 OUTPUT_KEYS = ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2")
+ADA_KEYS = ("d_real_sign", "d_real_logit", "d_fake_logit")  # AdaptiveAugment takes them out
 
 
 @dataclass
@@ -162,8 +163,31 @@ def make_training_step(gan: GAN, speed: Speed | None = None,
             loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach().float()).mean(),
             torch.sigmoid(logits_fake.detach().float()).mean(),
             torch.sigmoid(logits_g.detach().float()).mean(),
-            torch.sign(logits_real.detach().float()).mean(),  # ADA's overfitting signal
+            # ADA's overfitting signals: r_t's sign, and r_v's training and generated terms
+            torch.sign(logits_real.detach().float()).mean(), logits_real.detach().float().mean(),
+            logits_fake.detach().float().mean(),
         ]).tolist()
-        return dict(zip((*OUTPUT_KEYS, "d_real_sign"), values, strict=True))
+        return dict(zip((*OUTPUT_KEYS, *ADA_KEYS), values, strict=True))
 
     return training_step
+
+
+def make_held_out_probe(gan: GAN, images: torch.Tensor, batch: int,
+                        augment: Callable[[torch.Tensor], torch.Tensor] | None,
+                        precision: str = "fp32") -> Callable[[int], float]:
+    """D's mean logit on the ``k``-th batch of ``images`` (held-out faces, cycled; each rank
+    takes its own batch), augmented as the training step augments and in the same precision,
+    without gradients: the held-out term of ADA's r_v. D runs in training mode, as in its
+    steps (batch statistics); its BatchNorm running statistics, which nothing reads, move too."""
+    images = images.to(gan.device)
+    batches = max(len(images) // batch, 1)
+    rank, world = idist.get_rank(), idist.get_world_size()
+    dtype = PRECISIONS[precision]
+    augment = augment or (lambda x: x)
+
+    def probe(k: int) -> float:
+        start = (k * world + rank) % batches * batch
+        with torch.no_grad(), torch.autocast(gan.device.type, dtype=dtype, enabled=dtype is not None):
+            return float(gan.netD(augment(images[start:start + batch])).float().mean())
+
+    return probe

@@ -350,8 +350,9 @@ def epoch_line(record: dict[str, Any], epochs: int) -> str:
     timing = f"train {record['train_seconds']:.1f} s"
     if record.get("augment_p") is not None:
         line += f"  augment p {record['augment_p']:.3f}"
-    if record.get("r_t") is not None:
-        line += f"  r_t {record['r_t']:.2f}"
+    for key in ("r_t", "r_v"):
+        if record.get(key) is not None:
+            line += f"  {key} {record[key]:.2f}"
     if "fid" in record:
         line += f"  {score_line(record)}"
         timing += f", eval {record['eval_seconds']:.1f} s"

@@ -25,6 +25,7 @@ from .rundir import RunDir
 
 EPOCH_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
               "vendi_real", "diversity", "is_mean", "is_std", "loss_d", "loss_g", "augment_p", "r_t",
+              "r_v",
               "train_seconds", "eval_seconds")
 PROJECT = "animegan-ignite"
 

@@ -22,6 +22,7 @@ import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
 from ignite.utils import manual_seed
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.utils import save_image
 
 from . import faults, resume
@@ -38,7 +39,7 @@ from .data import Split, iterations_per_epoch, make_split, make_train_loader
 from .device import check_precision, resolve_device
 from .download import fetch
 from .errors import Terminated, exit_status, print_error
-from .gan import GAN, Speed, build_gan, make_scalers, make_training_step
+from .gan import GAN, Speed, build_gan, make_held_out_probe, make_scalers, make_training_step
 from .handlers import RunContext, best_score, finish, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
@@ -229,7 +230,8 @@ def training(plan: Plan) -> tuple[Engine, GAN]:
                         lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm,
                         channels_last=cfg.channels_last)
         log_model_summaries(gan, plan.run, rank == 0)
-        trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0)
+        trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0,
+                                              plan.split.eval)
         cleanup.callback(ctx.close)
         if plan.checkpoint is not None:
             restore(plan, trainer, ctx, to_save)
@@ -264,16 +266,26 @@ def log_to_file(run: RunDir) -> Iterator[None]:
 
 
 def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | None = None,
-                  is_writer: bool = True) -> tuple[Engine, RunContext, dict[str, Any]]:
+                  is_writer: bool = True, held_out: Dataset | None = None
+                  ) -> tuple[Engine, RunContext, dict[str, Any]]:
     """``Engine(training_step)`` for ``gan``, the handlers' context (history, checkpointers and
-    trackers on the writer) and what a checkpoint saves; the handlers are not attached yet."""
+    trackers on the writer) and what a checkpoint saves; the handlers are not attached yet.
+    ``held_out`` (the faces never trained on) feeds ADA's r_v with ``--ada-signal rv``."""
     scaler_d, scaler_g = make_scalers(gan, cfg.precision)
     augment = DiffAugment(parse_policy(cfg.diffaugment), cfg.start_p)
     trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
                                         (scaler_d, scaler_g), cfg.loss, augment or None))
     run_state = resume.RunState(fixed_noise(cfg, gan.device),
                                 {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
-    ada = AdaptiveAugment(augment, cfg.adaptive, cfg.ada_target, cfg.ada_kimg, cfg.batch_size)
+    probe = None
+    if cfg.ada_signal == "rv":
+        if held_out is None:
+            raise ValueError("--ada-signal rv needs the held-out faces")
+        probe = make_held_out_probe(gan, first_images(held_out, HELD_OUT_PROBE_IMAGES),
+                                    cfg.batch_size // idist.get_world_size(), augment or None,
+                                    cfg.precision)
+    ada = AdaptiveAugment(augment, cfg.adaptive, cfg.ada_goal, cfg.ada_kimg, cfg.batch_size,
+                          probe=probe)
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
                "optD": gan.optD, "scaler_d": scaler_d, "scaler_g": scaler_g, "run_state": run_state,
                "ada": ada}
@@ -287,6 +299,16 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
         ctx.trackers = make_trackers(cfg.trackers, cfg.to_dict(), run, ctx.sampler_net,
                                      ctx.fixed_noise, cfg.snapshot_every)
     return trainer, ctx, to_save
+
+
+# r_v's held-out faces, kept in memory (25 MB): at batch 32, 16 batches that D sees in turn.
+HELD_OUT_PROBE_IMAGES = 512
+
+
+def first_images(dataset: Dataset, n: int) -> torch.Tensor:
+    """The first ``n`` images of ``dataset`` as one tensor."""
+    loader = DataLoader(Subset(dataset, range(min(n, len(dataset)))), batch_size=128)
+    return torch.cat([b[0] if isinstance(b, (list, tuple)) else b for b in loader])
 
 
 def fixed_noise(cfg: Config, device: torch.device) -> torch.Tensor:
