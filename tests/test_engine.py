@@ -24,7 +24,8 @@ def test_one_step_updates_both_networks_and_returns_finite_outputs(image_dir):
     before_d = [p.clone() for p in gan.netD.parameters()]
     batch = next(iter(_loader(image_dir)))
     out = make_training_step(gan)(None, batch)
-    assert set(out) == {"loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "d_real_sign"}
+    assert set(out) == {"loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2", "d_real_sign", "d_real_logit",
+                        "d_fake_logit"}
     assert all(math.isfinite(v) for v in out.values())
     assert all(0 <= out[k] <= 1 for k in ("d_x", "d_g_z1", "d_g_z2"))
     assert any(not torch.equal(a, b) for a, b in zip(before_g, gan.netG.parameters(), strict=True))

@@ -100,9 +100,14 @@ def draw_augment(ax, iters: list[dict], epochs: list[dict], signal: str | None,
     colors = {"r_t": "tab:red", "r_v": "tab:purple"}
     labels = {"r_t": "r_t = E[sign D(real)]", "r_v": "r_v (held-out faces)"}
     for key, color in colors.items():
-        points = [(r["iteration"], r[key]) for r in iters if r.get(key) is not None]
-        if points:
-            ax.plot(*zip(*points, strict=True), color=color, lw=1.2, label=labels[key])
+        points = np.array([(r["iteration"], r[key]) for r in iters if r.get(key) is not None])
+        if key == "r_v" and len(points) > 100:  # one held-out batch per value: noisy, so smoothed
+            ax.plot(*points.T, color=color, lw=0.6, alpha=0.3)
+            window = np.ones(25) / 25
+            ax.plot(points[12:-12, 0], np.convolve(points[:, 1], window, "valid"), color=color,
+                    lw=1.4, label=labels[key][:-1] + ", running mean)")
+        elif len(points):
+            ax.plot(*points.T, color=color, lw=1.2, label=labels[key])
     if target is not None and signal is not None:
         ax.axhline(target, color=colors["r_" + signal[1:]], ls=":", lw=1,
                    label=f"{signal} target {target:g}")
