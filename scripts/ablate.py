@@ -215,7 +215,7 @@ def _seconds_per_iteration(cfg, iters: int, warmup: int = 2) -> float:
                     spectral_norm=cfg.spectral_norm)
     marks: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)
+        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan, held_out=split.eval)
         setup_handlers(trainer, ctx)
         trainer.add_event_handler(Events.ITERATION_COMPLETED(
             event_filter=lambda _, i: i in (warmup, warmup + iters)),

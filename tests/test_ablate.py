@@ -50,3 +50,17 @@ def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(ima
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/history.jsonl")} == histories
     again = json.loads((out / "results.json").read_text())["variants"]
     assert {v: x["final_fid"] for v, x in again.items()} == {v: x["final_fid"] for v, x in results.items()}
+
+
+def test_the_timing_of_a_variant_steered_by_r_v_gets_its_held_out_faces(image_dir):
+    """The r_v variants need held-out faces in the timing trainer as in a run."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ablate", ROOT / "scripts" / "ablate.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    cfg = script.make_config(["--data-dir", str(image_dir), *script.variant_flags("default_ada_rv"),
+                              "--eval-size", "16", "--eval-every", "0", "--batch-size", "8",
+                              "--ngf", "8", "--ndf", "8", "--no-progress", "--output-dir", "unused"])
+    assert cfg.ada_signal == "rv"
+    assert script._seconds_per_iteration(cfg, iters=2) > 0
