@@ -20,12 +20,11 @@ import sys
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
 
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.checkpoints import load_checkpoint, load_generator
 from animegan_ignite.config import parse_policy
-from animegan_ignite.data import make_split
+from animegan_ignite.data import make_split, stack_images
 from animegan_ignite.models import Discriminator
 
 
@@ -33,10 +32,6 @@ def logits(netD: Discriminator, images: torch.Tensor, augment: DiffAugment, batc
     """D's logits in training mode (batch statistics, as the run's steps saw them)."""
     with torch.no_grad():
         return torch.cat([netD(augment(images[i:i + batch])) for i in range(0, len(images), batch)])
-
-
-def faces(dataset, indices: range) -> torch.Tensor:
-    return next(iter(DataLoader(Subset(dataset, list(indices)), batch_size=len(indices))))[0]
 
 
 def measure(run: Path, num: int) -> dict[str, float]:
@@ -58,8 +53,8 @@ def measure(run: Path, num: int) -> dict[str, float]:
     augment = DiffAugment(parse_policy(cfg["diffaugment"]), ckpt["ada"]["p"] if "ada" in ckpt else 1.0)
     p = augment.p if augment else None
     out = {name: logits(netD.train(), x, augment, cfg["batch_size"]) for name, x in (
-        ("train", faces(split.train, range(start, start + n))),
-        ("held_out", faces(split.eval, range(n))), ("fake", fake))}
+        ("train", stack_images(split.train, range(start, start + n))),
+        ("held_out", stack_images(split.eval, range(n))), ("fake", fake))}
     means = {k: float(v.mean()) for k, v in out.items()}
     return {"images": n, "p": p, **{f"sign_{k}": float(v.sign().mean()) for k, v in out.items()},
             "r_v": (means["train"] - means["held_out"]) / (means["train"] - means["fake"])}

@@ -158,6 +158,12 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
         drop_last=True, pin_memory=pin_memory, persistent_workers=num_workers > 0)
 
 
+def stack_images(dataset: Dataset, indices: Sequence[int]) -> torch.Tensor:
+    """The images at ``indices`` of ``dataset`` as one tensor (labels, if any, dropped)."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=128)
+    return torch.cat([b[0] if isinstance(b, (list, tuple)) else b for b in loader])
+
+
 def iterations_per_epoch(n_train: int, global_batch: int, world_size: int = 1) -> int:
     """Iterations in one epoch: each of ``world_size`` processes takes an equal shard (extra
     images dropped) in batches of ``global_batch // world_size``."""

@@ -22,7 +22,7 @@ import ignite.distributed as idist
 import torch
 from ignite.engine import Engine
 from ignite.utils import manual_seed
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
 from . import faults, resume
@@ -35,7 +35,7 @@ from .checkpoints import (
     resolve_checkpoint,
 )
 from .config import Config, ConfigError, parse_policy
-from .data import Split, iterations_per_epoch, make_split, make_train_loader
+from .data import Split, iterations_per_epoch, make_split, make_train_loader, stack_images
 from .device import check_precision, resolve_device
 from .download import fetch
 from .errors import Terminated, exit_status, print_error
@@ -281,9 +281,9 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
     if cfg.ada_signal == "rv":
         if held_out is None:
             raise ValueError("--ada-signal rv needs the held-out faces")
-        probe = make_held_out_probe(gan, first_images(held_out, HELD_OUT_PROBE_IMAGES),
-                                    cfg.batch_size // idist.get_world_size(), augment or None,
-                                    cfg.precision)
+        faces = stack_images(held_out, range(min(HELD_OUT_PROBE_IMAGES, len(held_out))))
+        probe = make_held_out_probe(gan, faces, cfg.batch_size // idist.get_world_size(),
+                                    augment or None, cfg.precision)
     ada = AdaptiveAugment(augment, cfg.adaptive, cfg.ada_goal, cfg.ada_kimg, cfg.batch_size,
                           probe=probe)
     to_save = {"trainer": trainer, "netG": gan.netG, "netD": gan.netD, "optG": gan.optG,
@@ -303,12 +303,6 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
 
 # r_v's held-out faces, kept in memory (25 MB): at batch 32, 16 batches that D sees in turn.
 HELD_OUT_PROBE_IMAGES = 512
-
-
-def first_images(dataset: Dataset, n: int) -> torch.Tensor:
-    """The first ``n`` images of ``dataset`` as one tensor."""
-    loader = DataLoader(Subset(dataset, range(min(n, len(dataset)))), batch_size=128)
-    return torch.cat([b[0] if isinstance(b, (list, tuple)) else b for b in loader])
 
 
 def fixed_noise(cfg: Config, device: torch.device) -> torch.Tensor:
