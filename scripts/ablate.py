@@ -37,19 +37,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from ignite.engine import Events
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from animegan_ignite.config import make_config
-from animegan_ignite.data import find_images, iterations_per_epoch, make_split, make_train_loader
-from animegan_ignite.gan import build_gan
-from animegan_ignite.handlers import setup_handlers
+from animegan_ignite.config import Config, make_config
+from animegan_ignite.data import find_images, iterations_per_epoch, make_split
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.trainer import build_trainer
+from animegan_ignite.scores import headline_fields, table_cell
+from animegan_ignite.trainer import build_run, make_plan
 
 DIFFAUG = ["--diffaugment", "color,translation"]
 EMA = ["--ema-halflife-kimg", "10", "--ema-rampup", "0.05"]
@@ -151,7 +149,7 @@ def finished(run: Path) -> bool:
     """The run trained its whole schedule (its last epoch record exists)."""
     if not RunDir(run).config.is_file():
         return False
-    epochs = json.loads(RunDir(run).config.read_text())["epochs"]
+    epochs = Config.from_run(run).epochs
     return any(r["epoch"] == epochs for r in split_history(read_history(run))[1])
 
 
@@ -179,7 +177,7 @@ def train(run: Path, flags: list[str], bar: tqdm, label: str) -> None:
 def run_all(args: argparse.Namespace, shared: list[str]) -> dict[str, dict[int, Path]]:
     runs = {v: {s: args.out / "runs" / f"{v}_seed{s}" for s in args.seeds} for v in args.variants}
     todo = [(v, s, p) for v, by_seed in runs.items() for s, p in by_seed.items() if not finished(p)]
-    epochs = json.loads(RunDir(todo[0][2]).config.read_text())["epochs"] if todo and RunDir(
+    epochs = Config.from_run(todo[0][2]).epochs if todo and RunDir(
         todo[0][2]).config.is_file() else None
     with tqdm(total=len(todo) * (epochs or 1), desc="ablation (epochs)", unit="epoch") as bar:
         for i, (variant, seed, path) in enumerate(todo, 1):
@@ -199,33 +197,29 @@ def time_variants(args: argparse.Namespace, shared: list[str]) -> dict[str, floa
     samples: dict[str, list[float]] = {v: [] for v in args.variants}
     for _ in range(args.time_repeats):
         for variant in args.variants:
-            cfg = make_config([*shared, *variant_flags(variant), *args.extra, "--eval-every", "0",
-                               "--no-progress", "--output-dir", "unused"])
-            samples[variant].append(_seconds_per_iteration(cfg, args.time_iters))
+            flags = [*shared, *variant_flags(variant), *args.extra, "--eval-every", "0",
+                     "--no-progress", "--num-workers", "0"]
+            samples[variant].append(_seconds_per_iteration(flags, args.time_iters))
     return {v: statistics.median(s) for v, s in samples.items()}
 
 
-def _seconds_per_iteration(cfg, iters: int, warmup: int = 2) -> float:
-    device = torch.device("cpu" if not torch.cuda.is_available() else "cuda")
-    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed,
-                       cfg.synthetic_size, cache_dir=Path(tempfile.gettempdir()) / "ablate-cache"
-                       if cfg.data_dir else None, fresh=cfg.synthetic_fresh)
-    loader = make_train_loader(split.train, cfg.batch_size, 0, cfg.seed, device=device)
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, device, lr_d=cfg.d_lr,
-                    spectral_norm=cfg.spectral_norm)
+def _seconds_per_iteration(flags: list[str], iters: int, warmup: int = 2) -> float:
+    """The trainer ``animegan-train`` builds for these flags (trainer.build_run), in a
+    temporary run folder, timed over ``iters`` iterations after ``warmup``."""
     marks: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan, held_out=split.eval)
-        setup_handlers(trainer, ctx)
-        trainer.add_event_handler(Events.ITERATION_COMPLETED(
+        cfg = make_config([*flags, "--output-dir", str(Path(tmp) / "run"), "--cache-dir",
+                           str(Path(tempfile.gettempdir()) / "ablate-cache")])
+        run = build_run(make_plan(cfg))
+        run.engine.add_event_handler(Events.ITERATION_COMPLETED(
             event_filter=lambda _, i: i in (warmup, warmup + iters)),
             lambda _: marks.append(time.perf_counter()))
-        trainer.run(loader, max_epochs=1, epoch_length=warmup + iters)
-        ctx.history.close()
+        run.engine.run(run.loader, max_epochs=1, epoch_length=warmup + iters)
+        run.ctx.close()
     return (marks[1] - marks[0]) / iters
 
 
-SCORES = ("fid", "kid", "precision", "recall", "diversity")
+SCORES = tuple(f.key for f in headline_fields())  # the registry's table columns
 
 
 def collect(runs: dict[str, dict[int, Path]]) -> dict[str, dict]:
@@ -261,41 +255,42 @@ def _cell(value: float | None, digits: int) -> str:
 
 
 def write_markdown(results: dict[str, dict], seeds: list[int], path: Path) -> None:
-    """One row per variant and seed: the final scores, FID against dcgan's, and seconds."""
-    head = ("| variant | flags | seed | FID | KID | precision | recall | diversity | FID / dcgan "
-            "| s / iteration |")
-    lines = [head, "|" + " --- |" * 10]
+    """One row per variant and seed: the final headline scores (scores.py), FID against
+    dcgan's, and seconds."""
+    columns = headline_fields()
+    head = "| variant | flags | seed | " + " | ".join(f.label for f in columns) + \
+        " | FID / dcgan | s / iteration |"
+    lines = [head, "|" + " --- |" * (len(columns) + 5)]
     for variant, r in results.items():
         flags = " ".join(f for f in r["flags"] if f not in ("--recipe", "dcgan")) or "(seed design)"
         for seed in seeds:
-            f = r["final"][seed]
+            final = r["final"][seed]
             ratio = r.get("fid_ratio_to_dcgan", {}).get(seed)
-            spi = r["seconds_per_iteration"]
-            lines.append(f"| {variant} | `{flags}` | {seed} | {_cell(f['fid'], 1)} | "
-                         f"{_cell(f['kid'], 4)} | {_cell(f['precision'], 3)} | "
-                         f"{_cell(f['recall'], 3)} | {_cell(f['diversity'], 2)} | "
-                         f"{_cell(ratio, 2)} | {_cell(spi, 2)} |")
+            cells = " | ".join(table_cell(f, final.get(f.key)) for f in columns)
+            lines.append(f"| {variant} | `{flags}` | {seed} | {cells} | {_cell(ratio, 2)} | "
+                         f"{_cell(r['seconds_per_iteration'], 2)} |")
     path.write_text("\n".join(lines) + "\n")
 
 
 def draw_curves(results: dict[str, dict], path: Path) -> None:
-    """FID, KID, precision and the diversity ratio against iteration, per variant and seed
-    (recall is in the table: it stays 0 until runs are far longer than a CPU's)."""
-    fig = Figure(figsize=(13, 9))
+    """Each headline score (scores.py) against iteration, per variant and seed."""
+    columns = headline_fields()
+    rows = math.ceil(len(columns) / 2)
+    fig = Figure(figsize=(13, 4.5 * rows))
     styles = ["-", "--", ":", "-."]
-    for ax, key, label in zip(fig.subplots(2, 2).flat, ("fid", "kid", "precision", "diversity"),
-                              ("FID (lower is better)", "KID (lower is better)",
-                               "precision (fidelity)", "diversity: Vendi / real faces'"),
-                              strict=True):
+    for ax, f in zip(fig.subplots(rows, 2, squeeze=False).flat, columns, strict=False):
         for i, (variant, r) in enumerate(results.items()):
             for j, (seed, curve) in enumerate(r["curves"].items()):
-                points = [(p["iteration"], p[key]) for p in curve if p.get(key) is not None]
+                points = [(p["iteration"], p[f.key]) for p in curve if p.get(f.key) is not None]
                 if points:
                     ax.plot(*zip(*points, strict=True), styles[j % 4], marker="o",
                             color=f"C{i % 10}", label=f"{variant} (seed {seed})")
-        ax.set(xlabel="iteration", ylabel=label)
+        better = f" ({f.better} is better)" if f.better else ""
+        ax.set(xlabel="iteration", ylabel=f.label + better)
         if ax.has_data():
             ax.legend(fontsize=7, ncol=2)
+    for ax in list(fig.axes)[len(columns):]:
+        ax.axis("off")
     fig.suptitle("Scores against iteration: same data, budget and evaluation")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

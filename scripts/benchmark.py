@@ -54,13 +54,15 @@ from animegan_ignite.augment import DiffAugment
 from animegan_ignite.cache import CachedBatches, load_or_build
 from animegan_ignite.config import Config, parse_policy
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
+from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.gan import Speed, build_gan
 from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.metrics import fid_from_features
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
-from animegan_ignite.quality import Evaluator, RealFeatures, eval_latents, scores, to_uint8
+from animegan_ignite.quality import Evaluator, eval_latents
 from animegan_ignite.rundir import RunDir
+from animegan_ignite.scores import of_features as scores
 from animegan_ignite.synthetic import SyntheticFaces
 from animegan_ignite.trainer import build_trainer
 

@@ -15,7 +15,6 @@ runs the training faces are those of the run's last epoch.
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.checkpoints import load_checkpoint, load_generator
-from animegan_ignite.config import parse_policy
+from animegan_ignite.config import Config, parse_policy
 from animegan_ignite.data import make_split, stack_images
 from animegan_ignite.models import Discriminator
 
@@ -35,24 +34,23 @@ def logits(netD: Discriminator, images: torch.Tensor, augment: DiffAugment, batc
 
 
 def measure(run: Path, num: int) -> dict[str, float]:
-    cfg = json.loads((run / "config.json").read_text())
+    cfg = Config.from_run(run)
     ckpt = load_checkpoint(run)
-    split = make_split(cfg["data_dir"], cfg["eval_size"], cfg["batch_size"],
-                       cfg["seed"] if cfg["split_seed"] is None else cfg["split_seed"],
-                       cfg["synthetic_size"], fresh=cfg["synthetic_fresh"])
+    split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed,
+                       cfg.synthetic_size, fresh=cfg.synthetic_fresh)
     n = min(num, len(split.train), len(split.eval))
     trainer = ckpt["trainer"]
     last_epoch = (trainer["iteration"] - 1) // trainer["epoch_length"]
-    start = last_epoch * len(split.train) if cfg["synthetic_fresh"] else 0  # the last epoch's
+    start = last_epoch * len(split.train) if cfg.synthetic_fresh else 0  # the last epoch's
     shape = ckpt["run_state"]["model_config"]
-    netD = Discriminator(cfg["ndf"], shape["nc"], cfg["spectral_norm"])
+    netD = Discriminator(cfg.ndf, shape["nc"], cfg.spectral_norm)
     netD.load_state_dict(ckpt["netD"])
     netG = load_generator(ckpt, weights="raw")
     torch.manual_seed(0)
     fake = netG(torch.randn(n, shape["nz"], 1, 1))
-    augment = DiffAugment(parse_policy(cfg["diffaugment"]), ckpt["ada"]["p"] if "ada" in ckpt else 1.0)
+    augment = DiffAugment(parse_policy(cfg.diffaugment), ckpt["ada"]["p"] if "ada" in ckpt else 1.0)
     p = augment.p if augment else None
-    out = {name: logits(netD.train(), x, augment, cfg["batch_size"]) for name, x in (
+    out = {name: logits(netD.train(), x, augment, cfg.batch_size) for name, x in (
         ("train", stack_images(split.train, range(start, start + n))),
         ("held_out", stack_images(split.eval, range(n))), ("fake", fake))}
     means = {k: float(v.mean()) for k, v in out.items()}

@@ -16,16 +16,19 @@ from animegan_ignite.quality import Evaluator, eval_latents
 
 def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
     """Scores of a seeded generator on 24 fixed latents against 30 real images (unequal, so
-    KID's subsets vary and it has a spread); rank 0 writes them."""
+    KID's subsets vary and it has a spread), and memorisation against 30 of 50 other images as
+    the training faces; rank 0 writes them."""
     torch.manual_seed(0)
     netG = Generator(nz=16, ngf=8)
     netG.apply(dcgan_weights_init)
-    real = ImageFiles(find_images(data_dir)[:30], default_transform(64))
+    files = find_images(data_dir)
+    real = ImageFiles(files[:30], default_transform(64))
     evaluator = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
-                          torch.device("cpu"), cache_dir=None, batch_size=batch)
+                          torch.device("cpu"), cache_dir=None, batch_size=batch,
+                          train_set=ImageFiles(files[30:80], default_transform(64)))
     result = evaluator(netG)
     if idist.get_rank() == 0:
-        Path(out_file).write_text(json.dumps({**result.to_dict(),
+        Path(out_file).write_text(json.dumps({**result,
                                               "world": idist.get_world_size()}))
 
 
@@ -54,7 +57,7 @@ def evaluate_with_own_cache(local_rank: int, data_dir: str, out_file: str, cache
     result = Evaluator(load_backbone("pool3"), real, eval_latents(24, 16, seed=0),
                        torch.device("cpu"), cache_dir=cache, batch_size=12)(netG)
     if idist.get_rank() == 0:
-        Path(out_file).write_text(json.dumps(result.to_dict()))
+        Path(out_file).write_text(json.dumps(result))
 
 
 def train_and_dump_rng(local_rank: int, plan, dump_dir: str) -> None:

@@ -52,15 +52,35 @@ def test_ablation_trains_each_variant_once_and_writes_table_curves_and_faces(ima
     assert {v: x["final_fid"] for v, x in again.items()} == {v: x["final_fid"] for v, x in results.items()}
 
 
-def test_the_timing_of_a_variant_steered_by_r_v_gets_its_held_out_faces(image_dir):
-    """The r_v variants need held-out faces in the timing trainer as in a run."""
+def _script():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("ablate", ROOT / "scripts" / "ablate.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    cfg = script.make_config(["--data-dir", str(image_dir), *script.variant_flags("default_ada_rv"),
-                              "--eval-size", "16", "--eval-every", "0", "--batch-size", "8",
-                              "--ngf", "8", "--ndf", "8", "--no-progress", "--output-dir", "unused"])
-    assert cfg.ada_signal == "rv"
-    assert script._seconds_per_iteration(cfg, iters=2) > 0
+    return script
+
+
+def test_the_timing_trainer_is_the_one_animegan_train_builds(image_dir, tmp_path):
+    """ablate.py times the trainer of trainer.build_run: the same losses as animegan-train on
+    the same flags, for a variant steered by r_v too (it needs its held-out faces)."""
+    import torch
+    from helpers import run_main
+
+    from animegan_ignite.history import read_history, split_history
+
+    script = _script()
+    flags = ["--data-dir", str(image_dir), *script.variant_flags("default_ada_rv"), "--eval-size",
+             "16", "--eval-every", "0", "--batch-size", "8", "--ngf", "8", "--ndf", "8",
+             "--no-progress", "--num-workers", "0", "--epochs", "1"]
+    r = run_main("train", *flags, "--output-dir", tmp_path / "cli")
+    assert r.returncode == 0, r.stderr[-2000:]
+    cli = [x["loss_d"] for x in split_history(read_history(tmp_path / "cli"))[0]]
+    run = script.build_run(script.make_plan(script.make_config(
+        [*flags, "--output-dir", str(tmp_path / "script")])))
+    run.engine.run(run.loader, max_epochs=1)
+    run.ctx.close()
+    assert run.ctx.cfg.ada_signal == "rv"
+    ours = [x["loss_d"] for x in split_history(read_history(tmp_path / "script"))[0]]
+    assert ours == cli and len(ours) == 13 and all(torch.isfinite(torch.tensor(ours)))
+    assert script._seconds_per_iteration(flags, iters=2) > 0

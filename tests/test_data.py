@@ -18,7 +18,7 @@ from animegan_ignite.data import (
     make_train_loader,
     split_indices,
 )
-from animegan_ignite.quality import dataset_fingerprint
+from animegan_ignite.features import dataset_identity as dataset_fingerprint
 from animegan_ignite.synthetic import SyntheticFaces
 
 

@@ -14,9 +14,9 @@ import torch
 from helpers import TINY, run_main, write_images
 
 from animegan_ignite.data import ImageFiles, default_transform, find_images
+from animegan_ignite.features import to_uint8
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.inception import load_backbone
-from animegan_ignite.quality import to_uint8
 
 # its module fixtures (a trained run) are built once, on one worker; the installed console
 # commands run as real processes (the slow tier)

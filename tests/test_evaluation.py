@@ -12,6 +12,7 @@ from helpers import TINY, run_main
 from PIL import Image
 
 from animegan_ignite.data import ImageFiles, default_transform, find_images
+from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.inception import (
     IS_FIX,
@@ -22,7 +23,6 @@ from animegan_ignite.inception import (
 )
 from animegan_ignite.metrics import FeatureStats, fid_from_stats
 from animegan_ignite.models import Generator, dcgan_weights_init
-from animegan_ignite.quality import RealFeatures, to_uint8
 
 
 def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
@@ -65,12 +65,13 @@ def test_each_run_embeds_the_reals_once_and_each_generated_image_once(image_dir,
     r = run_main("train", *args, "--output-dir", tmp_path / "a")
     assert r.returncode == 0, r.stderr
     _, epochs = split_history(read_history(tmp_path / "a"))
-    assert [e["inception_images"] for e in epochs] == [10 + 10, 10]  # reals once, then fakes
+    # held-out and training-sample reals once (memorisation compares with 10 training faces)
+    assert [e["inception_images"] for e in epochs] == [10 + 10 + 10, 10]
     assert all(e["num_generated"] == 10 and e["num_real"] == 10 for e in epochs)
     assert all(e["fid"] > 0 and e["fid_backbone"] == POOL3_NAME for e in epochs)
     assert all(e["eval_seconds"] > 0 and e["train_seconds"] > 0 for e in epochs)
     assert all(e["is_mean"] is None and "IS unavailable" in e["is_unavailable"] for e in epochs)
-    assert len(list((cache / "real_features").glob("*.pt"))) == 1
+    assert len(list((cache / "real_features").glob("*.pt"))) == 2  # held-out, training sample
     best = list((tmp_path / "a" / "checkpoints").glob("best_checkpoint_*.pt"))
     fids = {e["iteration"]: e["fid"] for e in epochs}
     assert len(best) == 1 and int(best[0].stem.split("_")[-1]) == min(fids, key=fids.get)
@@ -158,7 +159,8 @@ def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_pa
     assert epoch["is_mean"] >= 1.0 and epoch["is_std"] >= 0
     assert epoch["is_backbone"] == epoch["fid_backbone"] == STANDARD_NAME
     assert epoch["is_unavailable"] is None
-    assert epoch["inception_images"] == 20  # 10 reals + 10 fakes, each once for FID *and* IS
+    # 10 held-out + 10 training-sample reals + 10 fakes, each once for FID *and* IS
+    assert epoch["inception_images"] == 30
 
 
 def test_bad_weights_path_is_a_clear_error(tmp_path):
@@ -180,9 +182,9 @@ def test_two_gloo_processes_give_the_single_process_scores(image_dir, tmp_path, 
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
     assert two["world"] == 2 and one["world"] == 1
     for key in ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
-                "vendi_real", "diversity"):
+                "vendi_real", "diversity", "memorisation"):
         assert one[key] is not None and two[key] == pytest.approx(one[key], rel=1e-9, abs=1e-12), key
-    assert two["inception_images"] == one["inception_images"] == 54
+    assert two["inception_images"] == one["inception_images"] == 24 + 30 + 30
     assert one["fid"] > 1
 
 
@@ -198,7 +200,7 @@ def test_evaluate_cli_rejects_a_bad_checkpoint(tmp_path):
 def real_face_features(shared_faces):
     """pool3 features of 1,000 real faces (two halves of 500), 40 copies of one face, and 60
     noise images: the inputs that must move each score its own way."""
-    from animegan_ignite.quality import embed_dataset
+    from animegan_ignite.features import embed_dataset
 
     backbone, tf = load_backbone("pool3").backbone, default_transform(64)
     files = find_images(shared_faces)
@@ -211,7 +213,9 @@ def real_face_features(shared_faces):
 
 @pytest.mark.slow
 def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
-    from animegan_ignite.quality import COLLAPSE_RATIO, RealFeatures, collapse_warning, scores
+    from animegan_ignite.features import RealFeatures
+    from animegan_ignite.scores import COLLAPSE_RATIO, collapse_warning
+    from animegan_ignite.scores import of_features as scores
 
     features, one_face, noise = real_face_features
     held_out = RealFeatures(features[:500])

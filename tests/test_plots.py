@@ -136,15 +136,16 @@ def test_tensorboard_gets_every_iteration_and_epoch_the_history_has(image_dir, t
 def test_a_single_evaluation_is_plotted_on_whole_epochs():
     from matplotlib.figure import Figure
 
-    from animegan_ignite.figures import draw_fid, draw_is
+    from animegan_ignite.figures import draw_panel
+    from animegan_ignite.scores import panels
 
     epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128,
                "is_mean": 2.5, "is_std": 0.1}]
-    for draw in (draw_fid, draw_is):
+    for title in ("FID", "Inception Score"):
         ax = Figure().subplots()
-        draw(ax, epochs)
+        draw_panel(ax, epochs, title, panels()[title])
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
-        assert 12 in ticks and all(float(t).is_integer() for t in ticks), (draw.__name__, ticks)
+        assert 12 in ticks and all(float(t).is_integer() for t in ticks), (title, ticks)
 
 
 def test_a_run_written_before_the_new_scores_still_plots_and_resumes(finished_run, tmp_path):

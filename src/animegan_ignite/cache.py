@@ -12,11 +12,13 @@ values (a test compares them).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import BatchSampler, Dataset
@@ -29,13 +31,16 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
 
-def fingerprint(files: Sequence[Path], image_size: int) -> str:
-    """Identifies the folder's exact contents: paths, sizes and modification times."""
-    h = hashlib.sha256(f"v{CACHE_VERSION}:{image_size}".encode())
-    for f in files:
-        st = os.stat(f)
-        h.update(f"{Path(f).resolve()}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:24]
+def fingerprint(*parts: Any) -> str:
+    """The key of every cache (decoded images, real features): a hash of what made the cached
+    thing, so any change to it (files, sizes, settings, versions) is a new key."""
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def files_identity(files: Sequence[Path]) -> list[tuple[str, int, int]]:
+    """Exactly which files these are: resolved paths, sizes and modification times."""
+    return [(str(Path(f).resolve()), (st := os.stat(f)).st_size, st.st_mtime_ns) for f in files]
 
 
 def normalize(batch: torch.Tensor) -> torch.Tensor:
@@ -49,7 +54,7 @@ def load_or_build(files: Sequence[Path], image_size: int, cache_dir: Path,
     """The (images, readable files) of ``files``: from the cache when its fingerprint matches,
     else decoded now by ``num_workers`` processes (unreadable files skipped with one warning)
     and saved atomically."""
-    key = fingerprint(files, image_size)
+    key = fingerprint("decoded", CACHE_VERSION, image_size, files_identity(files))
     path = Path(cache_dir) / "decoded" / f"{key}.pt"
     if path.is_file():
         try:

@@ -31,9 +31,9 @@ from typing import Any
 import yaml
 
 from .errors import OneLineErrorParser, UserError
-from .rundir import RunDir, read_run_config
+from .rundir import CHECKPOINT_DIR, RunDir, RunDirError
 
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 
 
 class ConfigError(UserError):
@@ -285,6 +285,8 @@ class Config:
                 setattr(self, f.name, self._default(f))
         if isinstance(self.augment_p, (int, float)) and not isinstance(self.augment_p, bool):
             self.augment_p = f"{self.augment_p:g}"  # a config file's number
+        if self.diffaugment == "none":  # as the flag says it
+            self.diffaugment = None
         if self.augment_p == "auto" and self.diffaugment is None:
             self.diffaugment = DIFFAUG["diffaugment"]  # ADA adapts an augmentation
 
@@ -343,6 +345,18 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_run(cls, run: str | Path) -> Config:
+        """The settings a run (folder or checkpoint file) was trained with, from its
+        ``config.json`` (older runs' settings upgraded); raises ConfigError or RunDirError."""
+        root, values = read_run_config(run)
+        values.pop("resume", None)  # where that run was resumed from, not one of its settings
+        _check_names(values, f"{root}/config.json")
+        problems = check_values(values, {k: f"{root}/config.json: " for k in values})
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return cls(**{**values, "output_dir": str(root)})
 
     def validate(self) -> Config:
         """The checks that involve several settings or the machine; raises one
@@ -511,6 +525,7 @@ def upgrade(values: dict[Any, Any]) -> dict[Any, Any]:
         values["recipe"] = new
     values.pop("image_size", None)
     if values.pop("tensorboard", False):
+        logger.warning("note: setting 'tensorboard' is now 'logger: tensorboard'; used as such")
         values["logger"] = ",".join(filter(None, [values.get("logger"), "tensorboard"]))
     return values
 
@@ -525,7 +540,6 @@ def make_config(argv: list[str] | None = None) -> Config:
     run_values: dict[str, Any] = {}
     if "resume" in args:  # a resumed run starts from its own saved settings
         run_dir, run_values = read_run_config(args["resume"])
-        run_values = upgrade(run_values)
         run_values.pop("resume", None)  # where that run was resumed from, not a setting of this one
         _check_names(run_values, f"{run_dir}/config.json")
         run_values = {**run_values, "output_dir": str(run_dir), "force": False}
@@ -534,8 +548,6 @@ def make_config(argv: list[str] | None = None) -> Config:
     values = {**run_values, **file_values, **args}
     if run_values and values["output_dir"] != run_values["output_dir"]:
         _check_same_folder(values["output_dir"], run_values["output_dir"], origin["output_dir"])
-    if values.get("diffaugment") == "none":
-        values["diffaugment"] = None
     problems = check_values(values, origin)
     if problems:
         raise ConfigError("; ".join(problems))
@@ -563,3 +575,25 @@ def _check_names(values: dict[Any, Any], source: str) -> None:
             problems.append(f"{source}: unknown setting {key!r}{hint}")
     if problems:
         raise ConfigError("; ".join(problems))
+
+
+def read_run_config(resume: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(run directory, its saved settings, upgraded) for ``--resume RUN_DIR`` or a checkpoint
+    file: the one reader of a run's ``config.json`` (:meth:`Config.from_run` builds on it)."""
+    path = Path(resume)
+    if not path.exists():
+        raise RunDirError(f"--resume {path}: no such run directory or checkpoint file")
+    run = RunDir(path) if path.is_dir() else RunDir.of_checkpoint(path)
+    if path.is_file() and path.parent.name != CHECKPOINT_DIR:
+        raise RunDirError(f"--resume {path}: not a checkpoint of a run (they are "
+                          "RUN/checkpoints/checkpoint_<iteration>.pt); give a run folder or one of "
+                          "those files")
+    if not run.config.is_file():
+        raise RunDirError(f"--resume {path}: {run.root} is not a run directory (no "
+                          f"{run.config.name}); give the folder a training run wrote, or start a "
+                          "new run with --output-dir")
+    try:
+        values = json.loads(run.config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{run.config}: damaged ({e}); the run's checkpoints are intact") from e
+    return run.root, upgrade(values)

@@ -9,7 +9,7 @@ import torch
 from .config import ConfigError
 from .errors import UserError
 
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:

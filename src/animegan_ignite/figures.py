@@ -11,8 +11,8 @@ Files written (into ``RUN_DIR/plots`` unless told otherwise): ``losses.png``,
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +25,12 @@ from torchvision.utils import make_grid
 
 from . import faults
 from .checkpoints import CheckpointError, load_checkpoint, load_generator
-from .config import ADA_TARGETS
-from .history import read_history, split_history
+from .config import ADA_TARGETS, Config
+from .errors import UserError
+from .history import drawable, read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write
+from .scores import FIDELITY, Field, panels, score_of
 
 logger = logging.getLogger(__name__)
 
@@ -121,29 +123,15 @@ def draw_augment(ax, iters: list[dict], epochs: list[dict], signal: str | None,
 
 
 def _setting(run: RunDir, name: str):
-    """A setting of the run from its config.json (None if absent or unreadable)."""
+    """A setting of the run (Config.from_run; None when its config.json is absent or unusable)."""
     try:
-        return json.loads(run.config.read_text()).get(name)
-    except (OSError, ValueError):
+        return getattr(Config.from_run(run.root), name)
+    except UserError:
         return None
 
 
 def _evaluated(epochs: list[dict]) -> list[dict]:
     return [e for e in epochs if e.get("fid") is not None]
-
-
-def draw_fid(ax, epochs: list[dict]) -> None:
-    """FID per evaluated epoch, the best (lowest) one starred."""
-    ev = _evaluated(epochs)
-    x, fid = [e["epoch"] for e in ev], [e["fid"] for e in ev]
-    ax.plot(x, fid, "o-", color="tab:blue", lw=1.8)
-    best = int(np.argmin(fid))
-    ax.plot(x[best], fid[best], "*", color="gold", ms=18, mec="k", label=f"best: {fid[best]:.1f} "
-            f"(epoch {x[best]})")
-    n = ev[-1].get("num_generated")
-    ax.set(xlabel="epoch", ylabel="FID (lower is better)", title=f"FID, {n} generated vs held-out real")
-    _epoch_axis(ax, x)
-    ax.legend(loc="best")
 
 
 def _unavailable(ax, title: str, reason: str) -> None:
@@ -152,72 +140,61 @@ def _unavailable(ax, title: str, reason: str) -> None:
     ax.set(title=f"{title}: unavailable", xticks=[], yticks=[])
 
 
-def _with(epochs: list[dict], key: str) -> list[dict]:
-    """The evaluated epochs that have ``key`` (a run written before it existed has none)."""
-    return [e for e in _evaluated(epochs) if e.get(key) is not None]
+def _why_missing(epochs: list[dict], fields: list[Field]) -> str:
+    """Why a panel's scores are missing: the reason the latest evaluation gives, or that the
+    run's history was written before the score existed."""
+    for e in reversed(_evaluated(epochs)):
+        for f in fields:
+            score = score_of(f.key)
+            reason = (e.get("unavailable") or {}).get(score.name) or (
+                e.get("is_unavailable") if score.name == "is" else None)
+            if reason:
+                return reason
+    return "not in this run's history (written before this score existed) or too few images"
 
 
-def draw_kid(ax, epochs: list[dict]) -> None:
-    """KID (mean, ± std band over subsets) per evaluated epoch: unbiased, so comparable across
-    sample sizes, unlike FID."""
-    ev = _with(epochs, "kid")
-    if not ev:
-        _unavailable(ax, "KID", "not in this run's history (written before KID existed) or too "
-                     "few images")
+def draw_panel(ax, epochs: list[dict], title: str, fields: list[Field]) -> None:
+    """One panel of the scores (scores.panels): each field per evaluated epoch, its ± spread as
+    a band, its reference line, and the best value of the panel's first field starred."""
+    drawn = False
+    for i, f in enumerate(fields):
+        ev = [e for e in _evaluated(epochs) if e.get(f.key) is not None]
+        if not ev:
+            continue
+        x, y = np.array([e["epoch"] for e in ev]), np.array([e[f.key] for e in ev], dtype=float)
+        ax.plot(x, y, ("o-", "s-", "D-", "^-", "v-")[i % 5], lw=1.8, label=f.label, color=f"C{i}")
+        if f.band and all(e.get(f.band) is not None for e in ev):
+            spread = np.array([e[f.band] for e in ev], dtype=float)
+            ax.fill_between(x, y - spread, y + spread, color=f"C{i}", alpha=0.2, label="± std")
+        if f.better and len([g for g in fields if g.better]) == 1:  # one score to rank by
+            best = int(np.argmin(y) if f.better == "lower" else np.argmax(y))
+            ax.plot(x[best], y[best], "*", color="gold", ms=16, mec="k",
+                    label=f"best: {y[best]:{f.fmt}} (epoch {x[best]})")
+        if f.reference is not None:
+            ax.axhline(f.reference[0], color="0.4", ls=":", lw=1, label=f.reference[1])
+        _epoch_axis(ax, x)
+        drawn = True
+    if not drawn:
+        _unavailable(ax, title, _why_missing(epochs, fields))
         return
-    _band(ax, ev, ("kid", "kid_std"), ("o-", "tab:purple"), ("KID", "± std (subsets)"))
-    ax.set(ylabel="KID (lower is better)", title="KID (unbiased)")
-    ax.legend(loc="best")
-
-
-def draw_fidelity_diversity(ax, epochs: list[dict]) -> None:
-    """Fidelity and diversity apart: precision (fakes among the real faces), recall (real
-    faces the fakes cover) and the diversity ratio (the sample's Vendi score over that of as
-    many real faces), with the collapse line."""
-    from .quality import COLLAPSE_RATIO  # the figure draws the line the warning uses
-
-    ev = _with(epochs, "diversity") or _with(epochs, "precision")
-    if not ev:
-        _unavailable(ax, "Fidelity and diversity", "not in this run's history (written before "
-                     "these scores existed) or too few images")
-        return
-    x = [e["epoch"] for e in ev]
-    for key, label, style in (("precision", "precision (fidelity)", "o-"),
-                              ("recall", "recall (diversity)", "s-"),
-                              ("diversity", "diversity: Vendi / real faces' Vendi", "D-")):
-        y = [np.nan if e.get(key) is None else e[key] for e in ev]
-        ax.plot(x, y, style, lw=1.8, label=label)
-    ax.axhline(COLLAPSE_RATIO, color="tab:red", ls=":", lw=1, label="collapse warning")
-    top = max([1.05, *(e.get("diversity") or 0 for e in ev)])
-    ax.set(xlabel="epoch", ylabel="share (1 = as real faces)", ylim=(0, top),
-           title="Fidelity and diversity, apart")
-    _epoch_axis(ax, x)
+    better = {f.better for f in fields if f.better}
+    hint = f" ({better.pop()} is better)" if len(better) == 1 else ""
+    n = _evaluated(epochs)[-1].get("num_generated")
+    ax.set(xlabel="epoch", title=f"{title}{hint}" + (f", {n} generated" if title == "FID" else ""))
     ax.legend(loc="best", fontsize=8)
 
 
-def draw_is(ax, epochs: list[dict]) -> None:
-    """IS mean with a ± std band per evaluated epoch, or why it is unavailable."""
-    ev = _with(epochs, "is_mean")
-    if not ev:
-        reason = next((e.get("is_unavailable") for e in _evaluated(epochs)), None) or "not computed"
-        _unavailable(ax, "Inception Score", reason)
-        return
-    _band(ax, ev, ("is_mean", "is_std"), ("s-", "tab:green"), ("IS mean", "± std (10 splits)"))
-    ax.set(ylabel="IS (higher is better)", title="Inception Score")
-    ax.legend(loc="lower right")
-
-
-def _band(ax, ev: list[dict], keys: tuple[str, str], style: tuple[str, str],
-          labels: tuple[str, str]) -> None:
-    """A score's mean per evaluated epoch with a ± std band."""
-    x = np.array([e["epoch"] for e in ev])
-    mean = np.array([e[keys[0]] for e in ev])
-    ax.plot(x, mean, style[0], color=style[1], lw=1.8, label=labels[0])
-    if all(e.get(keys[1]) is not None for e in ev):  # no spread where a sample is too small
-        std = np.array([e[keys[1]] for e in ev])
-        ax.fill_between(x, mean - std, mean + std, color=style[1], alpha=0.2, label=labels[1])
-    ax.set(xlabel="epoch")
-    _epoch_axis(ax, x)
+def draw_metrics(epochs: list[dict]) -> Figure:
+    """plots/metrics.png: one panel per entry of scores.panels(), two per row."""
+    shown = panels()
+    rows = max(1, math.ceil(len(shown) / 2))
+    fig = Figure(figsize=(12, 4.5 * rows))
+    axes = fig.subplots(rows, 2, squeeze=False).flat
+    for ax, (title, fields) in zip(axes, shown.items(), strict=False):
+        draw_panel(ax, epochs, title, fields)
+    for ax in list(fig.axes)[len(shown):]:
+        ax.axis("off")
+    return fig
 
 
 def _epoch_axis(ax, epochs) -> None:
@@ -294,8 +271,9 @@ def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
         draw_losses(axes[0, 0], iters, epochs)
         draw_d_outputs(axes[0, 1], iters, epochs)
     if _evaluated(epochs):
-        draw_fid(axes[1, 0], epochs)
-        draw_fidelity_diversity(axes[1, 1], epochs)
+        shown = panels()
+        for ax, title in ((axes[1, 0], "FID"), (axes[1, 1], FIDELITY)):
+            draw_panel(ax, epochs, title, shown[title])
     if real is not None:
         draw_image(axes[2, 0], real, "held-out real faces")
     if fakes is not None:
@@ -310,7 +288,11 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     """Draw every figure the run's files allow; report what was written and what is missing."""
     run = RunDir(run_dir)
     out = Path(out_dir) if out_dir else run.plots
-    iters, epochs = split_history(read_history(run.root))
+    records, skipped = drawable(read_history(run.root))
+    if skipped:
+        logger.warning("warning: %s: skipped %d damaged record(s) of its history: %s", run.history,
+                       len(skipped), "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
+    iters, epochs = split_history(records)
     report = PlotReport()
     if iters:
         report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs)))
@@ -326,12 +308,7 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
             ax, iters, epochs, signal if adaptive else None, target)))
     faults.point("plots")
     if _evaluated(epochs):
-        fig = Figure(figsize=(12, 9))
-        axes = fig.subplots(2, 2)
-        for ax, draw in zip(axes.flat, (draw_fid, draw_kid, draw_fidelity_diversity, draw_is),
-                            strict=True):
-            draw(ax, epochs)
-        _save(fig, out / "metrics.png")
+        _save(draw_metrics(epochs), out / "metrics.png")
         report.written.append(out / "metrics.png")
     else:
         report.missing.append("scores: no evaluated epoch yet (evaluation runs at epoch ends)")

@@ -53,11 +53,12 @@ from .figures import export_plots
 from .gan import GAN
 from .history import History
 from .models import dcgan_weights_init, sample, unwrap
-from .quality import EvalResult, Evaluator, collapse_warning, score_line
+from .quality import Evaluator
 from .rundir import RunDir, atomic_write, iteration_of
+from .scores import collapse_warning, copying_warning, score_line
 from .signals import StopRequest
 
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 
 
 class RunEvents(EventEnum):
@@ -324,17 +325,21 @@ class EpochEnd:
         engine.state.epoch_record = record
         engine.fire_event(RunEvents.EPOCH_RECORDED)
         self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
+        if result is not None:
+            ctx.evaluator.draw_figures(ctx.run.plots)  # the scores' own figures (nearest.png)
         logger.info("%s", epoch_line(record, ctx.cfg.epochs))
-        warning = collapse_warning(record, ctx.history.evaluated()) if result else None
-        if warning:
+        warnings = [collapse_warning(record, ctx.history.evaluated()),
+                    copying_warning(record)] if result else []
+        for warning in filter(None, warnings):
             logger.warning("%s", warning)
 
-    def record(self, engine: Engine, seconds: float, result: EvalResult | None) -> dict[str, Any]:
+    def record(self, engine: Engine, seconds: float, result: dict[str, Any] | None
+               ) -> dict[str, Any]:
         epoch = engine.state.epoch
         return {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
                 "train_seconds": round(seconds, 3), **self.ctx.history.epoch_losses(epoch),
                 **(self.ctx.ada.summary() if self.ctx.ada is not None else {}),
-                **(result.to_dict() if result is not None else {})}
+                **(result or {})}
 
 
 def best_score(record: dict[str, Any], metric: str) -> float:

@@ -1,11 +1,12 @@
 """The run's machine-readable history: ``history.jsonl``, one JSON object per line.
 
-Two kinds of record (see the README for every field):
+Three kinds of record (docs/runs.md has every field):
 
 - ``{"kind": "iteration", "iteration": i, "epoch": e, "loss_d": ..., "loss_g": ..., "d_x": ...,
   "d_g_z1": ..., "d_g_z2": ...}`` after every training iteration;
 - ``{"kind": "epoch", "epoch": e, "iteration": i, "train_seconds": ..., ...}`` after every epoch,
-  with the evaluation's metrics once they are computed.
+  with the evaluation's metrics once they are computed;
+- ``{"kind": "end", "iteration": i, "epoch": e}`` once the run is complete.
 
 Appending one line at a time keeps the file valid after a crash: at worst the last line is cut
 short, and :func:`read_history` skips it.
@@ -34,6 +35,25 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):  # anything else was not written by a run
             records.append(record)
     return records
+
+
+# What a record must hold to be drawn (an older run's epoch record may lack the scores).
+REQUIRED = {"iteration": ("iteration", "epoch", "loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"),
+            "epoch": ("epoch", "iteration")}
+
+
+def drawable(records: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
+    """The records a figure can use, and a description of each one it cannot (a damaged or
+    hand-edited history: a record without its numbers), by its place in the history."""
+    kept, skipped = [], []
+    for i, r in enumerate(records, 1):
+        need = REQUIRED.get(r.get("kind"), ())
+        if all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for k in need):
+            kept.append(r)
+        else:
+            missing = [k for k in need if not isinstance(r.get(k), (int, float))]
+            skipped.append(f"record {i} ({r.get('kind')}, no {', '.join(missing)})")
+    return kept, skipped
 
 
 def split_history(records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:

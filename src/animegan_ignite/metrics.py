@@ -27,6 +27,7 @@ FID's statistics are count, sum and sum of outer products, which add exactly acr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,3 +216,73 @@ def vendi(features: torch.Tensor) -> float:
     w = torch.linalg.eigvalsh(gram)
     w = w[w > 0]
     return float(torch.exp(-(w * w.log()).sum()))
+
+
+# --- memorisation: the data-copying test C_T (Meehan, Chaudhuri & Dasgupta, AISTATS 2020) ---------
+# Generated faces that copy training faces lie closer to them than new real faces do. C_T compares,
+# cell by cell of a k-means partition of the training faces, each generated face's distance to its
+# nearest training face with the held-out faces' own nearest-training distances (a Mann-Whitney U
+# test, as a z-score), and averages the cells' z-scores weighted by their share of held-out faces.
+CT_FACES_PER_CELL, CT_MAX_CELLS, CT_MIN_PER_CELL, CT_SEED = 100, 10, 5, 0
+
+
+def nearest(x: torch.Tensor, y: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row of ``x``'s ``k`` nearest rows of ``y`` (Euclidean, float64): distances and
+    indices, nearest first, shape (len(x), k)."""
+    d = _distances(x.to(torch.float64), y.to(torch.float64))
+    found = torch.topk(d, k, dim=1, largest=False)
+    return found.values, found.indices
+
+
+def ct_cells(n_held_out: int) -> int:
+    """How many cells C_T partitions the training faces into: one per ``CT_FACES_PER_CELL``
+    held-out faces, so each cell's test has enough of them, at most ``CT_MAX_CELLS``."""
+    return max(1, min(CT_MAX_CELLS, n_held_out // CT_FACES_PER_CELL))
+
+
+def kmeans(x: torch.Tensor, k: int, seed: int = CT_SEED, iterations: int = 25) -> torch.Tensor:
+    """``k`` centroids of the rows of ``x`` (k-means++ seeding from ``seed``, then Lloyd's
+    iterations), in float64; deterministic."""
+    x = x.to(torch.float64)
+    gen = torch.Generator().manual_seed(seed)
+    centroids = x[torch.randint(len(x), (1,), generator=gen)]
+    while len(centroids) < k:
+        d2 = _distances(x, centroids).min(1).values ** 2
+        if d2.sum() == 0:  # fewer distinct rows than cells
+            break
+        centroids = torch.cat([centroids, x[torch.multinomial(d2, 1, generator=gen)]])
+    for _ in range(iterations):
+        cell = _distances(x, centroids).argmin(1)
+        moved = torch.stack([x[cell == c].mean(0) if (cell == c).any() else centroids[c]
+                             for c in range(len(centroids))])
+        if torch.equal(moved, centroids):
+            break
+        centroids = moved
+    return centroids
+
+
+def mann_whitney_z(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The Mann-Whitney U statistic of ``a`` against ``b`` (pairs with a > b, ties counted
+    half, as scipy's ``mannwhitneyu``) as a z-score under the null of one distribution:
+    negative when ``a`` tends to be smaller."""
+    m, n = len(a), len(b)
+    u = (a[:, None] > b[None, :]).sum().item() + 0.5 * (a[:, None] == b[None, :]).sum().item()
+    return (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
+
+
+def data_copying(generated_d: torch.Tensor, generated_cell: torch.Tensor, held_out_d: torch.Tensor,
+                 held_out_cell: torch.Tensor, cells: int, min_per_cell: int = CT_MIN_PER_CELL
+                 ) -> float:
+    """C_T from each face's distance to its nearest training face and its cell: the cells'
+    z-scores of generated against held-out distances, weighted by their share of held-out faces,
+    over the cells holding at least ``min_per_cell`` faces of each. Far below 0: generated faces
+    copy training faces; about 0: they lie as far from them as new real faces; above 0: farther."""
+    used = [c for c in range(cells) if (generated_cell == c).sum() >= min_per_cell
+            and (held_out_cell == c).sum() >= min_per_cell]
+    if not used:
+        raise ValueError(f"C_T needs a cell of the training faces holding at least {min_per_cell} "
+                         "generated and held-out faces each; more images are needed")
+    weights = torch.tensor([float((held_out_cell == c).sum()) for c in used], dtype=torch.float64)
+    z = torch.tensor([mann_whitney_z(generated_d[generated_cell == c], held_out_d[held_out_cell == c])
+                      for c in used], dtype=torch.float64)
+    return float((weights * z).sum() / weights.sum())

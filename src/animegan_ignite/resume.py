@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from .checkpoints import CheckpointError
 from .signals import StopRequest
 
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 
 def capture_rng() -> dict[str, Any]:
     """This process's RNG states: torch's CPU generator, its current GPU's, Python's."""

@@ -14,8 +14,9 @@ Layout (documented in the README)::
       checkpoints/       checkpoint_<iteration>.pt (latest two), best_checkpoint_<iteration>.pt
         superseded/      checkpoints after the point a run was resumed from (kept, not used)
       snapshots/         iter_<iteration>.png, 8x8 grids of G(fixed_noise); final.png
-      plots/             figures drawn from the history (see plots.py)
-      tensorboard/       TensorBoard event files, with --tensorboard
+      plots/             figures drawn from the history (see figures.py) and the scores' own
+                         figures (nearest.png, see scores.py)
+      tensorboard/       TensorBoard event files, with --logger tensorboard (also wandb/, mlruns/)
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ _REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
 _BEST = re.compile(r"best_checkpoint_(\d+)\.pt")
 _SNAPSHOT = re.compile(r"iter_(\d+)\.png")
 _TEMP = re.compile(r"\..+\.\d+\.tmp")
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 
 
 class RunDirError(UserError):
@@ -226,23 +227,3 @@ def new_run_dir(output_dir: str | None, check: bool = True, force: bool = False)
                           "an empty or new folder, or pass --force to write the run among them")
     run.check_layout()
     return path
-
-
-def read_run_config(resume: str | Path) -> tuple[Path, dict[str, Any]]:
-    """(run directory, its saved settings) for ``--resume RUN_DIR`` or a checkpoint file."""
-    path = Path(resume)
-    if not path.exists():
-        raise RunDirError(f"--resume {path}: no such run directory or checkpoint file")
-    run = RunDir(path) if path.is_dir() else RunDir.of_checkpoint(path)
-    if path.is_file() and path.parent.name != CHECKPOINT_DIR:
-        raise RunDirError(f"--resume {path}: not a checkpoint of a run (they are "
-                          "RUN/checkpoints/checkpoint_<iteration>.pt); give a run folder or one of "
-                          "those files")
-    if not run.config.is_file():
-        raise RunDirError(f"--resume {path}: {run.root} is not a run directory (no "
-                          f"{run.config.name}); give the folder a training run wrote, or start a "
-                          "new run with --output-dir")
-    try:
-        return run.root, json.loads(run.config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirError(f"{run.config}: damaged ({e}); the run's checkpoints are intact") from e

@@ -4,7 +4,7 @@ the scores between two sets of images (folders, statistics files, a generator)."
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import random
 import sys
 from dataclasses import dataclass
@@ -14,43 +14,41 @@ from typing import Any
 import torch
 
 from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+from .config import Config
 from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
 from .device import resolve_device
 from .errors import UserError
 from .faces import latents
+from .features import RealFeatures, embed_dataset, embed_generator
 from .figures import draw_truncation_sweep
 from .inception import BackboneChoice, load_backbone
-from .metrics import fid_from_stats, inception_score
+from .metrics import fid_from_stats
 from .paths import cache_folder
-from .quality import (
-    IS_SPLITS,
-    SCORE_KEYS,
-    Evaluator,
-    RealFeatures,
-    collapse_warning,
-    embed_dataset,
-    embed_generator,
-    eval_latents,
-    score_line,
-    scores,
-)
+from .quality import Evaluator, eval_latents
 from .rundir import RunDir
+from .scores import (
+    Inputs,
+    collapse_warning,
+    compute_all,
+    copying_warning,
+    headline_fields,
+    score_line,
+    table_cell,
+)
 
 
-def _run_settings(path: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """The run's own settings (if its config.json is there), overridden by the flags given."""
-    cfg_file = RunDir.of_checkpoint(path).config
-    run = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
-    settings = {"data_dir": run.get("data_dir"), "eval_size": run.get("eval_size", 3000),
-                "seed": run.get("seed", 999), "synthetic_size": run.get("synthetic_size", 2528),
-                "split_seed": run.get("split_seed")}
-    settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
-    if settings["split_seed"] is None:
-        settings["split_seed"] = settings["seed"]
-    if settings["eval_size"] < 10:
+def _run_config(path: Path, args: argparse.Namespace) -> Config:
+    """The run's own settings (Config.from_run; the demo's where a checkpoint has no run
+    folder), with the flags given here over them."""
+    run = RunDir.of_checkpoint(path)
+    cfg = Config.from_run(run.root) if run.config.is_file() else Config()
+    given = {k: v for k, v in vars(args).items() if k in ("data_dir", "eval_size", "seed")
+             and v is not None}
+    cfg = dataclasses.replace(cfg, **given)
+    if cfg.eval_size < 10:
         raise UserError(f"{path}: its run held out no images for evaluation (--eval-size "
-                        f"{settings['eval_size']}); pass --eval-size N (N >= 10)")
-    return settings
+                        f"{cfg.eval_size}); pass --eval-size N (N >= 10)")
+    return cfg
 
 
 def score_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
@@ -65,18 +63,18 @@ def sweep(args: argparse.Namespace, truncations: list[float | None] | None = Non
     device = resolve_device(args.device)
     path = resolve_checkpoint(args.checkpoint)
     checkpoint = load_checkpoint(path)
-    s = _run_settings(path, args)
-    split = make_split(s["data_dir"], s["eval_size"], 1, s["split_seed"], s["synthetic_size"])
+    cfg = _run_config(path, args)
+    split = make_split(cfg.data_dir, cfg.eval_size, 1, cfg.data_seed, cfg.synthetic_size)
     netG = load_generator(checkpoint, device, args.weights)
     choice = load_backbone(args.inception_weights, device)
     cache = cache_folder(args.cache_dir)
     results, real = [], None
     for psi in truncations or args.sweep:
-        z = eval_latents(s["eval_size"], netG.nz, s["seed"], psi)
+        z = eval_latents(cfg.eval_size, netG.nz, cfg.seed, psi)
         evaluator = Evaluator(choice, split.eval, z, device, cache, args.batch_size,
-                              progress=not args.json, real=real)  # the real side once for all
-        results.append({"checkpoint": str(path), "truncation": psi, **evaluator(netG).to_dict()})
-        real = evaluator.real
+                              progress=not args.json, real=real, train_set=split.train)
+        results.append({"checkpoint": str(path), "truncation": psi, **evaluator(netG)})
+        real = evaluator.real  # the real side once for all
     if truncations is None:
         figure = Path(args.plot) if args.plot else RunDir.of_checkpoint(path).plots / \
             "truncation_sweep.png"
@@ -86,15 +84,15 @@ def sweep(args: argparse.Namespace, truncations: list[float | None] | None = Non
 
 
 def describe_sweep(results: list[dict[str, Any]]) -> str:
-    """The sweep as a table: one row per truncation."""
+    """The sweep as a table: one row per truncation, a column per headline score."""
     head = f"{results[0]['checkpoint']}: {results[0]['num_generated']} generated vs " \
            f"{results[0]['num_real']} real"
-    rows = [f"{'psi':>6} {'FID':>8} {'KID':>8} {'precision':>9} {'recall':>7} {'diversity':>9}"]
+    columns = headline_fields()
+    widths = [max(len(f.label), 8) for f in columns]
+    rows = [f"{'psi':>6} " + " ".join(f"{f.label:>{w}}" for f, w in zip(columns, widths, strict=True))]
     for r in results:
-        cells = [r["fid"], r["kid"], r["precision"], r["recall"], r["diversity"]]
         rows.append(f"{'none' if r['truncation'] is None else r['truncation']:>6} " + " ".join(
-            f"{'-' if v is None else f'{v:.{p}f}':>{w}}"
-            for v, p, w in zip(cells, (2, 4, 3, 3, 2), (8, 8, 9, 7, 9), strict=True)))
+            f"{table_cell(f, r.get(f.key)):>{w}}" for f, w in zip(columns, widths, strict=True)))
     return "\n".join([head, *rows])
 
 
@@ -120,19 +118,16 @@ def compare(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     fake = _side(args.fake, "fake", args, choice, device, cache)
     if fake.real.features is None:  # published statistics of generated images: FID only
-        out = {"fid": fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma),
-               **dict.fromkeys(SCORE_KEYS[1:]),
-               "unavailable": {"kid, precision/recall, diversity": "the fake side is a "
-                               "statistics file (mu, sigma); give a folder or a generator"}}
+        why = "the fake side is a statistics file (mu, sigma); give a folder or a generator"
+        out = {**compute_all(Inputs(None, real.real, missing={"generated": why, "logits": why})),
+               "fid": fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma)}
+        out["unavailable"].pop("fid")
     else:
-        out = scores(fake.real.features, real.real)
-    is_mean = is_std = None
-    if fake.logits is not None and fake.logits.shape[0] >= IS_SPLITS:
-        is_mean, is_std = inception_score(fake.logits.cpu(), IS_SPLITS)
-    return {**out, "is_mean": is_mean, "is_std": is_std, "real": real.what, "fake": fake.what,
-            "num_real": real.real.n, "num_fake": fake.real.n, "fid_backbone": choice.backbone.name,
-            "is_unavailable": None if is_mean is not None else (
-                choice.is_unavailable or "IS: the fake side is a statistics file")}
+        out = compute_all(Inputs(fake.real.features, real.real, fake.logits,
+                                 missing={"logits": choice.is_unavailable or ""}))
+    return {**out, "real": real.what, "fake": fake.what, "num_real": real.real.n,
+            "num_fake": fake.real.n, "fid_backbone": choice.backbone.name,
+            "is_unavailable": out["unavailable"].get("is")}
 
 
 def describe(result: dict[str, Any]) -> str:
@@ -144,11 +139,10 @@ def describe(result: dict[str, Any]) -> str:
     else:
         what = f"{result['fake']} vs {result['real']} ({result['fid_backbone']})"
     lines = [what, score_line(result)]
-    lines += [f"{name} unavailable: {why}" for name, why in result["unavailable"].items()]
-    if result["is_mean"] is None:
-        lines.append(result["is_unavailable"])
-    warning = collapse_warning(result)
-    return "\n".join(lines + ([f"warning: {warning}"] if warning else []))
+    lines += [why if why.startswith(f"{name.upper()} unavailable") else f"{name} unavailable: {why}"
+              for name, why in result["unavailable"].items()]
+    warnings = filter(None, (collapse_warning(result), copying_warning(result)))
+    return "\n".join(lines + [f"warning: {w}" for w in warnings])
 
 
 def _side(spec: str, role: str, args: argparse.Namespace, choice: BackboneChoice,

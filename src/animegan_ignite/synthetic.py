@@ -82,7 +82,7 @@ class DrawnFaces(CachedImages):
         images = torch.stack([pil_to_tensor(faces[i][0]) for i in tqdm(
             range(size), desc="drawing the demo faces", disable=not progress, leave=False)])
         super().__init__(images, files=[])
-        self.size, self.seed = size, seed  # what dataset_fingerprint keys the real stats by
+        self.size, self.seed = size, seed  # what features.dataset_identity keys the real features by
 
 
 def draw_face(rng: random.Random, image_size: int = 64) -> Image.Image:

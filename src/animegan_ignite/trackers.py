@@ -22,11 +22,10 @@ from torchvision.utils import make_grid
 from .handlers import RunEvents
 from .models import sample
 from .rundir import RunDir
+from .scores import tracked_keys
 
-EPOCH_KEYS = ("fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "vendi",
-              "vendi_real", "diversity", "is_mean", "is_std", "loss_d", "loss_g", "augment_p", "r_t",
-              "r_v",
-              "train_seconds", "eval_seconds")
+# An epoch record's numbers that are not scores (the scores' come from the registry).
+TRAINING_KEYS = ("loss_d", "loss_g", "augment_p", "r_t", "r_v", "train_seconds", "eval_seconds")
 PROJECT = "animegan-ignite"
 
 
@@ -73,7 +72,10 @@ class Tracker:
 
 
 def epoch_numbers(record: dict[str, Any]) -> dict[str, float]:
-    return {k: record[k] for k in EPOCH_KEYS if record.get(k) is not None}
+    """What trackers log of an epoch record: every tracked score (scores.py) and the training
+    numbers, where the record has them."""
+    keys = (*tracked_keys(), *TRAINING_KEYS)
+    return {k: record[k] for k in keys if record.get(k) is not None}
 
 
 class TensorboardTracker(Tracker):

@@ -58,7 +58,7 @@ from .rundir import (
 from .signals import forward_to_children, on_sigterm, stops_deferred
 from .trackers import make_trackers
 
-logger = logging.getLogger("animegan_ignite")
+logger = logging.getLogger(__name__)
 DEMO_NOTE = (
     "Training on the built-in SYNTHETIC demo: procedurally drawn cartoon faces at a CPU-sized "
     "schedule. For real anime faces, get the Anime Face Dataset (Kaggle: splcher/animefacedataset) "
@@ -216,39 +216,60 @@ def setup_process(plan: Plan) -> None:
 
 
 def training(plan: Plan) -> tuple[Engine, GAN]:
-    """Build the trainer for ``plan``, run it to the end of its schedule, and return it with
-    the trained networks."""
+    """Build the trainer for ``plan`` (:func:`build_run`), run it to the end of its schedule,
+    and return it with the trained networks."""
     cfg, rank = plan.cfg, idist.get_rank()
-    manual_seed(cfg.seed + rank)
     with ExitStack() as cleanup:
         if rank == 0:
             cleanup.enter_context(log_to_file(plan.run))
-            start_run_dir(plan)
-        logger.info("data: %s", plan.split.description)
-        logger.info("run directory: %s (device %s)", plan.run, plan.device)
-        gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
-                        lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm,
-                        channels_last=cfg.channels_last)
-        log_model_summaries(gan, plan.run, rank == 0)
-        trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0,
-                                              plan.split.eval)
-        cleanup.callback(ctx.close)
-        if plan.checkpoint is not None:
-            restore(plan, trainer, ctx, to_save)
-        elif rank == 0:  # a new run, or one stopped before its first checkpoint, from the start
-            ctx.history.truncate_after(0)
-            atomic_write(plan.run.noise, lambda f: torch.save(ctx.fixed_noise.cpu(), f))
-        setup_handlers(trainer, ctx)
+        run = build_run(plan)
+        cleanup.callback(run.ctx.close)
         faults.point("start")
-        if plan.checkpoint and trainer.state.iteration == cfg.epochs * trainer.state.epoch_length:
-            finish(trainer, ctx)  # resumed after its last iteration: its end only
-            return trainer, gan
-        world = idist.get_world_size()  # --batch-size is the global batch, split over processes
-        loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers,
-                                   cfg.seed, world, rank, pin_memory=plan.device.type == "cuda",
-                                   device=plan.device)
-        trainer.run(loader, max_epochs=cfg.epochs)
-    return trainer, gan
+        if plan.checkpoint and run.engine.state.iteration == cfg.epochs * run.engine.state.epoch_length:
+            finish(run.engine, run.ctx)  # resumed after its last iteration: its end only
+            return run.engine, run.gan
+        run.engine.run(run.loader, max_epochs=cfg.epochs)
+    return run.engine, run.gan
+
+
+@dataclass
+class Run:
+    """A trainer ready to run: the Engine with every handler attached, the networks, the
+    handlers' context (close it at the end) and the training data loader."""
+
+    engine: Engine
+    gan: GAN
+    ctx: RunContext
+    loader: Any
+
+
+def build_run(plan: Plan) -> Run:
+    """The trainer ``animegan-train`` runs for ``plan``: the run folder's fixed files (on the
+    writer), seeded networks, the step, the evaluator, the checkpoint restored (or a new run's
+    history and noise), every handler, and the data loader. Scripts that measure the trainer
+    (ablate.py, benchmark.py) build it here."""
+    cfg, rank = plan.cfg, idist.get_rank()
+    if rank == 0:
+        start_run_dir(plan)
+    logger.info("data: %s", plan.split.description)
+    logger.info("run directory: %s (device %s)", plan.run, plan.device)
+    manual_seed(cfg.seed + rank)
+    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
+                    lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm, channels_last=cfg.channels_last)
+    log_model_summaries(gan, plan.run, rank == 0)
+    trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0,
+                                          plan.split.eval)
+    if plan.checkpoint is not None:
+        restore(plan, trainer, ctx, to_save)
+    elif rank == 0:  # a new run, or one stopped before its first checkpoint, from the start
+        ctx.history.truncate_after(0)
+        atomic_write(plan.run.noise, lambda f: torch.save(ctx.fixed_noise.cpu(), f))
+    setup_handlers(trainer, ctx)
+    world = idist.get_world_size()  # --batch-size is the global batch, split over processes
+    loader = make_train_loader(plan.split.train, cfg.batch_size // world, cfg.num_workers,
+                               cfg.seed, world, rank, pin_memory=plan.device.type == "cuda",
+                               device=plan.device)
+    return Run(trainer, gan, ctx, loader)
 
 
 @contextmanager
@@ -322,7 +343,8 @@ def make_evaluator(plan: Plan) -> Evaluator | None:
         logger.warning(choice.is_unavailable)
     cache = cache_folder(cfg.cache_dir)
     return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
-                     plan.device, cache, cfg.eval_batch_size, progress=cfg.progress)
+                     plan.device, cache, cfg.eval_batch_size, progress=cfg.progress,
+                     train_set=plan.split.train)
 
 
 def restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, Any]) -> None:
