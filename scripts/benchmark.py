@@ -52,19 +52,17 @@ from torchvision import datasets
 from animegan_ignite import gan as gan_module
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.cache import CachedBatches, load_or_build
-from animegan_ignite.config import Config, parse_policy
+from animegan_ignite.config import Config, make_config, parse_policy
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.gan import Speed, build_gan
-from animegan_ignite.handlers import setup_handlers
 from animegan_ignite.inception import load_backbone
 from animegan_ignite.metrics import fid_from_features
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
 from animegan_ignite.quality import Evaluator, eval_latents
-from animegan_ignite.rundir import RunDir
 from animegan_ignite.scores import of_features as scores
 from animegan_ignite.synthetic import SyntheticFaces
-from animegan_ignite.trainer import build_trainer
+from animegan_ignite.trainer import build_run, make_plan
 
 COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
 SECTIONS = ("startup", "step", "augment", "trainer", "data", "demo", "evaluation")
@@ -269,37 +267,35 @@ def plain_tutorial_loop(data_dir: str, args: argparse.Namespace) -> float:
     return args.iters * batch / (time.perf_counter() - start)
 
 
-def run_trainer(loader, device: torch.device, speed: Speed, max_epochs: int,
-                epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None,
-                width: int = 64) -> list[float]:
-    """This project's Engine with every handler of a real run (history, snapshots, running
-    averages, NaN guard, checkpoints at the epoch end; no evaluation), the seed's recipe, on
-    ``loader``. Returns the clock (after a device sync) at each of the ``marks`` events."""
-    cfg = Config(data_dir="benchmark", recipe="dcgan", precision=speed.precision,
-                 channels_last=speed.channels_last, compile=speed.compile, eval_size=0,
-                 progress=False, ngf=width, ndf=width)
-    gan = build_gan(100, width, width, 2e-4, 0.5, device, channels_last=speed.channels_last)
+def run_trainer(flags: list[str], args: argparse.Namespace, max_epochs: int,
+                epoch_length: int | None, marks, profiler: BasicTimeProfiler | None = None
+                ) -> list[float]:
+    """The trainer ``animegan-train`` builds for ``flags`` (trainer.build_run: every handler of
+    a real run; the seed's recipe, no evaluation) in a temporary run folder. Returns the clock
+    (after a device sync) at each of the ``marks`` events."""
     times: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        trainer, ctx, _ = build_trainer(cfg, RunDir(tmp), gan)
-        setup_handlers(trainer, ctx)
+        cfg = make_config(["--recipe", "dcgan", "--eval-size", "0", "--no-progress", "--device",
+                           args.device.type, "--cache-dir", str(args.cache_dir), *flags,
+                           "--output-dir", str(Path(tmp) / "run")])
+        run = build_run(make_plan(cfg))
 
-        @trainer.on(marks)
+        @run.engine.on(marks)
         def mark(_):
-            _sync(device)
+            _sync(args.device)
             times.append(time.perf_counter())
 
         if profiler is not None:
-            profiler.attach(trainer)
-        trainer.run(loader, max_epochs=max_epochs, epoch_length=epoch_length)
-        ctx.close()
+            profiler.attach(run.engine)
+        run.engine.run(run.loader, max_epochs=max_epochs, epoch_length=epoch_length)
+        run.ctx.close()
     return times
 
 
-def _throughput(loader, speed: Speed, args: argparse.Namespace) -> float:
+def _throughput(flags: list[str], args: argparse.Namespace) -> float:
     w, n = args.warmup, args.iters
     marks = Events.ITERATION_COMPLETED(event_filter=lambda _, i: i in (w, w + n))
-    start, end = run_trainer(loader, args.device, speed, 1, w + n, marks)
+    start, end = run_trainer(flags, args, 1, w + n, marks)
     return n * args.batch_size / (end - start)
 
 
@@ -312,6 +308,11 @@ def speed_options(device: torch.device) -> list[Speed]:
             Speed(half, channels_last=True, compile=True)]
 
 
+def _flags(speed: Speed) -> list[str]:
+    return ["--precision", speed.precision, *(["--channels-last"] if speed.channels_last else []),
+            *(["--compile"] if speed.compile else [])]
+
+
 def _label(speed: Speed) -> str:
     return speed.precision + ("+channels-last" if speed.channels_last else "") + (
         "+compile" if speed.compile else "")
@@ -319,29 +320,21 @@ def _label(speed: Speed) -> str:
 
 def trainer(args: argparse.Namespace) -> dict:
     b, device = args.batch_size, args.device
-    split = make_split(args.data_dir, 0, b, 999)
-    with tempfile.TemporaryDirectory() as cache_dir:
-        images, _ = load_or_build(find_images(args.data_dir), 64, Path(cache_dir))
-
-    def default_loader():
-        return make_train_loader(split.train, b, args.workers, 999)
-
-    def cached_loader():
-        return CachedBatches(images.to(device), range(len(images)), b, 999)
-
+    data = ["--data-dir", args.data_dir, "--batch-size", str(b), "--num-workers", str(args.workers)]
+    cached = [*data, "--cache"]
     options = {f"(d) cache + {_label(s)}": s for s in speed_options(device)}
     medians = interleaved_medians("trainer", {
         "(a) plain PyTorch loop": lambda: plain_tutorial_loop(args.data_dir, args),
-        "(b) this trainer": lambda: _throughput(default_loader(), Speed(), args),
-        "(c) this trainer, --cache": lambda: _throughput(cached_loader(), Speed(), args),
-        **{name: (lambda s=s: _throughput(cached_loader(), s, args)) for name, s in options.items()},
+        "(b) this trainer": lambda: _throughput(data, args),
+        "(c) this trainer, --cache": lambda: _throughput(cached, args),
+        **{name: (lambda s=s: _throughput([*cached, *_flags(s)], args))
+           for name, s in options.items()},
     }, args.repeats)
     best = max(options, key=medians.get)
     rows = {k: v for k, v in medians.items() if k not in options or k == best}
     say("[trainer] the handlers' own cost (BasicTimeProfiler)")
     profiler = BasicTimeProfiler()
-    run_trainer(cached_loader(), device, Speed(), 1, args.warmup + args.iters, Events.COMPLETED,
-                profiler)
+    run_trainer(cached, args, 1, args.warmup + args.iters, Events.COMPLETED, profiler)
     results = profiler.get_results()
     handlers = sum(_total(results["event_handlers_stats"][e]) for e in (
         "ITERATION_STARTED", "ITERATION_COMPLETED", "GET_BATCH_STARTED", "GET_BATCH_COMPLETED"))
@@ -405,27 +398,21 @@ def data(args: argparse.Namespace) -> dict:
 # --- the demo's data path -----------------------------------------------------------------------
 
 
-def _epoch_seconds(loader, width: int) -> float:
-    times = run_trainer(loader, torch.device("cpu"), Speed(), 2, None,
-                        Events.EPOCH_STARTED | Events.EPOCH_COMPLETED, width=width)
+def _epoch_seconds(flags: list[str], args: argparse.Namespace) -> float:
+    times = run_trainer(flags, args, 2, None, Events.EPOCH_STARTED | Events.EPOCH_COMPLETED)
     return times[3] - times[2]  # the second epoch: start-up excluded
 
 
 def demo(args: argparse.Namespace) -> dict:
     cfg = Config(synthetic_size=args.demo_faces)
-    split_args = (None, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size)
-    drawn = make_split(*split_args)
-    with tempfile.TemporaryDirectory() as nothing_written:
-        once = make_split(*split_args, cache_dir=Path(nothing_written))
-
-    def loader(split):
-        return make_train_loader(split.train, cfg.batch_size, cfg.num_workers, cfg.seed)
-
+    demo_flags = ["--synthetic-size", str(args.demo_faces)]
     medians = interleaved_medians("demo", {
-        "drawn every epoch": lambda: _epoch_seconds(loader(drawn), cfg.ngf),
-        "drawn once (--cache)": lambda: _epoch_seconds(loader(once), cfg.ngf)}, args.repeats)
+        "drawn every epoch": lambda: _epoch_seconds([*demo_flags, "--no-cache"], args),
+        "drawn once (--cache)": lambda: _epoch_seconds([*demo_flags, "--cache"], args)},
+        args.repeats)
     every, cached = medians.values()
-    print(f"\ndemo epoch ({len(drawn.train)} faces, batch {cfg.batch_size}, width {cfg.ngf}, "
+    n_train = cfg.synthetic_size - cfg.eval_size
+    print(f"\ndemo epoch ({n_train} faces, batch {cfg.batch_size}, width {cfg.ngf}, "
           f"{cfg.num_workers} workers), median of {args.repeats}:")
     print(f"  faces drawn every epoch by the workers: {every:.2f} s")
     print(f"  faces drawn once into memory (--cache): {cached:.2f} s ({every / cached:.2f}x faster)")
@@ -600,6 +587,7 @@ def main() -> None:
     results = {"device": str(args.device), "threads": torch.get_num_threads(),
                "settings": {k: getattr(args, k) for k in (*QUICK, "workers")}}
     with tempfile.TemporaryDirectory() as tmp:
+        args.cache_dir = Path(tmp) / "cache"  # the trainer's decoded images, once per benchmark
         if args.data_dir is None and {"trainer", "data", "evaluation"} & set(sections):
             say(f"[setup] writing {args.faces} synthetic faces as JPEG files")
             write_demo_faces(Path(tmp), args.faces)

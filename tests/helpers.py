@@ -119,25 +119,22 @@ def checkpoint_names(run_dir: Path) -> list[str]:
     return [p.name for _, p in RunDir(run_dir).regular_checkpoints()]
 
 
-def start_cli(args, module: str = "train") -> subprocess.Popen:
-    """``python -m animegan_ignite.<module> args`` started in the background."""
+def start_cli(args, module: str = "train", fault: str | None = None, fault_log: Path | None = None,
+              **popen) -> subprocess.Popen:
+    """``python -m animegan_ignite.<module> args`` started in the background; with ``fault``
+    (faults.py: ``PHASE:N:SIGNAL[:TARGET]``) it stops itself exactly there, whatever the
+    machine's speed, and ``fault_log`` records every fault point it passed."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.update({k: str(v) for k, v in (("ANIMEGAN_FAULT", fault), ("ANIMEGAN_FAULT_LOG", fault_log))
+                if v is not None})
     return subprocess.Popen([sys.executable, "-m", f"animegan_ignite.{module}", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            **popen)
 
 
-def wait_for_iteration(run: Path, n: int, proc: subprocess.Popen, timeout: float = 300) -> int:
-    """Poll the run's history until iteration ``n`` is recorded; the process must stay alive."""
-    from animegan_ignite.history import read_history, split_history
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        iters = split_history(read_history(run))[0]
-        if iters and iters[-1]["iteration"] >= n:
-            return iters[-1]["iteration"]
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.02)
-    raise AssertionError("training did not reach the iteration in time")
+def phases_passed(fault_log: Path) -> list[str]:
+    """The fault points a run passed, in order (the last one is where a kill landed)."""
+    return fault_log.read_text().split()
 
 
 def start_serve(checkpoint: Path) -> tuple[subprocess.Popen, str]:

@@ -3,14 +3,13 @@
 import contextlib
 import math
 import re
-import signal
 import socket
 
 import ignite.distributed as idist
 import pytest
 import torch
 from dist_helpers import train_and_dump, train_and_dump_rng
-from helpers import checkpoint_names, run_cli, start_cli, wait_for_iteration
+from helpers import phases_passed, run_cli, start_cli
 
 from animegan_ignite.config import make_config
 from animegan_ignite.history import read_history, split_history
@@ -72,14 +71,12 @@ def test_sigterm_to_the_launching_process_checkpoints_both_and_resume_continues(
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", "--eval-size",
                       "32", "--eval-every", "0", "--batch-size", "32", "--ngf", "16", "--ndf", "16",
                       "--num-workers", "0", "--no-progress", "--backend", "gloo",
-                      "--nproc-per-node", "2"])
-    wait_for_iteration(run, 4, proc)
-    proc.send_signal(signal.SIGTERM)  # to the launcher only, as `kill PID` or `docker stop` do
-    _, err = proc.communicate(timeout=120)
+                      "--nproc-per-node", "2"],
+                     fault="iteration:4:SIGTERM:parent")  # to the launcher only, as `kill PID` does
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert re.search(r"stopped by SIGTERM; checkpoint_\d+\.pt was saved", err), err
-    stopped_at = int(checkpoint_names(run)[-1].split("_")[1].split(".")[0])
-    assert 4 <= stopped_at < 18
+    assert re.search(r"stopped by SIGTERM; checkpoint_4\.pt was saved", err), err
+    assert "stopped at: iteration, 4 iterations done" in err
     r = run_cli("train", "--resume", run, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert [x["iteration"] for x in split_history(read_history(run))[0]] == list(range(1, 19))
@@ -179,9 +176,6 @@ with idist.Parallel(backend="gloo", nproc_per_node=2) as p:
 @pytest.mark.parametrize("steer", ["rt", "rv"])
 def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_after_sigkill(
         image_dir, tmp_path, steer):
-    import os
-    import subprocess
-    import sys
 
     # rv: each rank scores its own held-out batch; the means, like r_t's, are all-reduced
     ada = ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none", "--ada-signal", steer,
@@ -201,12 +195,11 @@ def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_afte
     args = ["--data-dir", str(image_dir), *ARGS, "--nproc-per-node", "2", *ada,
             "--checkpoint-every", "5"]
     assert run_cli("train", *args, "--output-dir", tmp_path / "c").returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", *args, "--output-dir",
-                             str(tmp_path / "d")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    wait_for_iteration(tmp_path / "d", 12, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    log = tmp_path / "faults.log"
+    proc = start_cli([*args, "--output-dir", tmp_path / "d"], fault="iteration:12:SIGKILL:group",
+                     fault_log=log, start_new_session=True)
+    proc.wait(timeout=300)
+    assert phases_passed(log)[-1] == "iteration" and phases_passed(log).count("iteration") == 12
     assert run_cli("train", "--resume", tmp_path / "d").returncode == 0
     c, d = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_26.pt") for run in "cd")
     assert c["ada"] == d["ada"] and c["ada"]["p"] > 0

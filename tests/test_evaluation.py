@@ -233,6 +233,20 @@ def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
     assert off["precision"] < 0.05 and off["kid"] > 10 * max(same["kid"], 1e-3)
 
 
+@pytest.mark.slow
+def test_memorisation_flags_training_faces_fed_back_and_not_new_faces(real_face_features):
+    from animegan_ignite.features import RealFeatures
+    from animegan_ignite.scores import COPYING_Z
+    from animegan_ignite.scores import of_features as scores
+
+    features = real_face_features[0]
+    train, held = RealFeatures(features[:400]), RealFeatures(features[400:800])
+    fed_back = scores(features[:200], held, train)["memorisation"]  # training faces as "generated"
+    fresh = scores(features[800:1000], held, train)["memorisation"]  # faces never trained on
+    print(f"C_T: training faces {fed_back:.1f}, new faces {fresh:.2f}")
+    assert fed_back < 2 * COPYING_Z and abs(fresh) < 3
+
+
 def test_evaluate_warns_of_a_collapse_on_a_folder_of_one_face_repeated(image_dir, tmp_path):
     fakes = tmp_path / "one_face"
     fakes.mkdir()

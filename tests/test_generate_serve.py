@@ -5,7 +5,6 @@ running server."""
 import io
 import json
 import shutil
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -202,9 +201,8 @@ def test_page_in_headless_chromium_new_faces_changes_the_image(server, tmp_path)
         driver.find_element(By.ID, "new").click()
         WebDriverWait(driver, 60).until(
             lambda d: img.get_attribute("src") != before_src and d.execute_script(loaded))
-        time.sleep(0.3)
-        after_png = img.screenshot_as_png
-        assert after_png != before_png
+        # the new picture is painted once loaded: wait for it to show, not for a fixed time
+        WebDriverWait(driver, 30).until(lambda d: img.screenshot_as_png != before_png)
         assert "iteration" in driver.find_element(By.ID, "info").text
         driver.save_screenshot(str(tmp_path / "page.png"))
     finally:

@@ -16,7 +16,7 @@ from animegan_ignite.history import read_history, split_history
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("plots")
 
-FIGURES = ["losses.png", "d_outputs.png", "augment.png", "metrics.png", "real_vs_fake.png",
+FIGURES = ["losses.png", "d_outputs.png", "augment.png", "metrics.png", "nearest.png", "real_vs_fake.png",
            "summary.png"]
 
 
@@ -64,7 +64,8 @@ def test_plot_redraws_into_another_folder(finished_run, tmp_path):
     r = plot(finished_run, "--out", tmp_path / "figs")
     assert r.returncode == 0, r.stderr
     written = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert written == sorted([*FIGURES, "training.gif"])
+    # nearest.png is drawn by the evaluation (it needs the generator and the training faces)
+    assert written == sorted([*(f for f in FIGURES if f != "nearest.png"), "training.gif"])
     assert "missing" not in r.stdout
 
 
@@ -106,6 +107,23 @@ def test_a_history_with_foreign_lines_still_plots(finished_run, tmp_path):
     r = plot(run, "--out", tmp_path / "figs")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "figs" / "losses.png").exists()
+
+
+def test_a_damaged_history_plots_what_it_allows_and_names_the_records_it_skipped(finished_run,
+                                                                                tmp_path):
+    """Records without their numbers (a hand-edited or damaged history): one warning, no traceback."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    lines = (run / "history.jsonl").read_text().splitlines()
+    lines[3] = '{"kind": "iteration"}'
+    lines.append('{"kind": "epoch", "epoch": "three"}')
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    for r in (plot(run, "--out", tmp_path / "figs"), plot_script(run, "--out", tmp_path / "figs2")):
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        warning = [line for line in r.stderr.splitlines() if "damaged record" in line]
+        assert len(warning) == 1 and "skipped 2 damaged record(s)" in warning[0]
+        assert "record 4 (iteration, no iteration, epoch, loss_d" in warning[0]
+    assert (tmp_path / "figs" / "losses.png").exists() and (tmp_path / "figs" / "metrics.png").exists()
 
 
 def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run):

@@ -2,11 +2,10 @@
 evaluation (real processes, real signals), resumed from the best checkpoint, resumed many times,
 and a run that diverges."""
 
-import signal
 
 import pytest
 import torch
-from helpers import checkpoint_names, run_main, start_cli, wait_for_iteration
+from helpers import checkpoint_names, phases_passed, run_main, start_cli
 
 from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
@@ -30,11 +29,12 @@ def _assert_complete(run, epochs):
 @pytest.mark.slow
 def test_sigkill_during_an_evaluation_then_resume_records_every_epoch_once(big_dir, tmp_path):
     run, cache = tmp_path / "run", tmp_path / "cache"
+    log = tmp_path / "faults.log"
+    # epoch 2 trained: killed between its evaluation's batches (one batch an evaluation)
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3",
-                      "--cache-dir", cache, *EVAL])
-    wait_for_iteration(run, 18, proc)  # epoch 2 trained: its evaluation is running
-    proc.kill()
-    proc.wait()
+                      "--cache-dir", cache, *EVAL], fault="evaluation:2:SIGKILL", fault_log=log)
+    proc.wait(timeout=300)
+    assert phases_passed(log)[-1] == "evaluation" and phases_passed(log).count("iteration") == 18
     assert [e["epoch"] for e in _records(run)[1]] == [1], "the kill must land before epoch 2's record"
     assert checkpoint_names(run) == ["checkpoint_9.pt"]
 
@@ -46,12 +46,12 @@ def test_sigkill_during_an_evaluation_then_resume_records_every_epoch_once(big_d
 @pytest.mark.slow
 def test_ctrl_c_during_an_evaluation_resumes_by_finishing_that_epoch_end(big_dir, tmp_path):
     run, cache = tmp_path / "run", tmp_path / "cache"
+    # epoch 1 trained: Ctrl-C during its evaluation
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2",
-                      "--cache-dir", cache, *EVAL])
-    wait_for_iteration(run, 9, proc)  # epoch 1 trained: its evaluation is running
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+                      "--cache-dir", cache, *EVAL], fault="evaluation:1:SIGINT")
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130, err
+    assert "stopped at: evaluation, 1 batches done" in err
     assert _records(run)[1] == [] and checkpoint_names(run) == ["checkpoint_9.pt"]
 
     r = run_main("train", "--resume", run, "--no-progress", "--cache-dir", cache)

@@ -115,20 +115,3 @@ def test_a_score_whose_inputs_are_missing_is_null_with_the_reason():
     assert out["is_mean"] is None and "classifier" in out["unavailable"]["is"]
     assert out["fid"] > 0 and out["kid"] is not None
     assert set(scores.tracked_keys()) <= set(out)
-
-
-@pytest.mark.slow
-def test_memorisation_flags_training_faces_fed_back_and_not_held_out_faces(shared_faces):
-    from animegan_ignite.data import ImageFiles, default_transform, find_images
-    from animegan_ignite.features import embed_dataset
-    from animegan_ignite.inception import load_backbone
-
-    backbone, files = load_backbone("pool3").backbone, find_images(shared_faces)
-    features = embed_dataset(ImageFiles(files[:1200], default_transform(64)), backbone,
-                             torch.device("cpu"), 100)["features"]
-    train, held = RealFeatures(features[:500]), RealFeatures(features[500:1000])
-    fed_back = of_features(features[:200], held, train)  # training faces as "generated"
-    fresh = of_features(features[1000:1200], held, train)  # faces never trained on
-    print(f"C_T: training faces {fed_back['memorisation']:.1f}, new faces {fresh['memorisation']:.2f}")
-    assert fed_back["memorisation"] < -10
-    assert abs(fresh["memorisation"]) < 3

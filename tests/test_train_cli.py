@@ -2,15 +2,12 @@
 process), and resume after SIGKILL, Ctrl-C and SIGTERM (real processes, real signals)."""
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 
 import pytest
 import torch
-from helpers import NO_EVAL, TINY, checkpoint_names, run_main, start_cli, wait_for_iteration
+from helpers import NO_EVAL, TINY, checkpoint_names, phases_passed, run_main, start_cli
 
 from animegan_ignite.history import read_history, split_history
 
@@ -64,15 +61,17 @@ SLOWER = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_dir, tmp_path):
-    run = tmp_path / "run"
-    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3", *SLOWER])
-    wait_for_iteration(run, 12, proc)  # inside epoch 2, after epoch 1's checkpoint
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    run, log = tmp_path / "run", tmp_path / "faults.log"
+    # inside iteration 12 (epoch 2), after epoch 1's checkpoint
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3", *SLOWER],
+                     fault="iteration:12:SIGKILL", fault_log=log)
+    proc.wait(timeout=300)
+    assert proc.returncode == -signal.SIGKILL
+    assert phases_passed(log)[-1] == "iteration" and phases_passed(log).count("iteration") == 12
     killed_at = _losses(run)[-1]["iteration"]
-    assert 9 < killed_at < 27 and killed_at % 9 != 0, "the kill must land mid-epoch"
+    assert killed_at == 11, "killed inside iteration 12, before its record"
     latest = checkpoint_names(run)[-1]
-    assert latest in ("checkpoint_9.pt", "checkpoint_18.pt")
+    assert latest == "checkpoint_9.pt"
 
     r = run_main("train", "--resume", run, "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -90,15 +89,14 @@ def test_sigkill_mid_epoch_then_resume_finishes_with_a_continuous_history(big_di
 def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_plots_then_resume_continues_there(
         big_dir, tmp_path, sig, status, said):
     run = tmp_path / "run"
-    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER])
-    wait_for_iteration(run, 4, proc)
-    proc.send_signal(sig)  # SIGTERM: a preemption, `kill`, `docker stop`
-    _, err = proc.communicate(timeout=120)
+    # SIGTERM: a preemption, `kill`, `docker stop`; sent inside iteration 4
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER],
+                     fault=f"iteration:4:{sig.name}")
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == status, err
-    assert re.search(rf"{said}; checkpoint_\d+\.pt was saved\. Continue with: animegan-train "
+    assert re.search(rf"{said}; checkpoint_4\.pt was saved\. Continue with: animegan-train "
                      rf"--resume {run}", err), err
-    stopped_at = int(checkpoint_names(run)[-1].split("_")[1].split(".")[0])
-    assert 4 <= stopped_at < 9  # the interrupted iteration, not an epoch end
+    assert "stopped at: iteration, 4 iterations done" in err  # the interrupted iteration's end
     assert (run / "plots" / "losses.png").exists()
 
     r = run_main("train", "--resume", run, "--no-progress")
@@ -112,16 +110,13 @@ def test_sigterm_to_the_whole_process_group_with_dataloader_workers_still_checkp
     # pkill, systemd and job schedulers signal every process of the job: the DataLoader workers
     # end too, and their ends must not break the checkpoint being written.
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "animegan_ignite.train", "--data-dir", str(big_dir),
-                             "--output-dir", str(run), "--epochs", "2", *SLOWER, "--num-workers", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    wait_for_iteration(run, 4, proc)
-    os.killpg(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2", *SLOWER,
+                      "--num-workers", "2"], fault="iteration:4:SIGTERM:group",
+                     start_new_session=True)  # the group: the trainer and its workers
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, err
-    assert re.search(r"stopped by SIGTERM; checkpoint_\d+\.pt was saved", err), err
-    assert int(checkpoint_names(run)[-1].split("_")[1].split(".")[0]) >= 4
+    assert re.search(r"stopped by SIGTERM; checkpoint_4\.pt was saved", err), err
+    assert "stopped at: iteration, 4 iterations done" in err
     r = run_main("train", "--resume", run, "--no-progress")
     assert r.returncode == 0, r.stderr
     assert [x["iteration"] for x in _losses(run)] == list(range(1, 19))

@@ -19,7 +19,7 @@ from ignite.handlers import Checkpoint, DiskSaver
 from . import faults
 from .errors import UserError
 from .models import Generator
-from .rundir import RunDir, atomic_write
+from .rundir import RunDir, atomic_write, checkpoint_name, checkpoint_pattern
 
 N_SAVED = 2
 
@@ -68,10 +68,10 @@ def make_checkpointers(run: RunDir, to_save: dict[str, Any]) -> tuple[Checkpoint
     GAN's losses say little about its images). Made on every process (the objects'
     state_dicts may gather from all ranks); only rank 0 writes."""
     regular = Checkpoint(to_save, DurableSaver(run.checkpoints), n_saved=N_SAVED,
-                         global_step_transform=_iteration)
-    best = Checkpoint(to_save, DurableSaver(run.checkpoints), filename_prefix="best", n_saved=1,
+                         filename_pattern=checkpoint_pattern(), global_step_transform=_iteration)
+    best = Checkpoint(to_save, DurableSaver(run.checkpoints), n_saved=1,
                       score_function=lambda engine: engine.state.metrics["best_score"],
-                      filename_pattern="{filename_prefix}_{name}_{global_step}.{ext}",
+                      filename_pattern=checkpoint_pattern(best=True),
                       global_step_transform=_iteration)
     return regular, best
 
@@ -98,7 +98,7 @@ def adopt_existing(run: RunDir, regular: Checkpoint, best: Checkpoint, iteration
     scored = {it: s for it, s in scores.items() if it <= iteration}
     if scored:  # the best so far, even if its file is gone, so a worse epoch never replaces it
         it = max(on_disk, key=scores.get) if on_disk else max(scored, key=scored.get)
-        _hand_over(best, [(scores[it], f"best_checkpoint_{it}.pt")])
+        _hand_over(best, [(scores[it], checkpoint_name(it, best=True))])
     return moved
 
 

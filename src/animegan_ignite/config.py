@@ -391,6 +391,11 @@ class Config:
         return self
 
 
+def default_of(name: str) -> Any:
+    """A setting's default for real data (what another command's flag of the same meaning uses)."""
+    return next(f.metadata["default"] for f in fields(Config) if f.name == name)
+
+
 def parse_policy(text: str | None) -> tuple[str, ...]:
     """``"color,translation"`` -> ("color", "translation"); None or "" -> no augmentation."""
     names = tuple(p.strip() for p in (text or "").split(",") if p.strip())

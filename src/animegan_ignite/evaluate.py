@@ -28,6 +28,7 @@ import json
 import logging
 import sys
 
+from .config import default_of
 from .errors import OneLineErrorParser, UserError, run_command
 from .paths import check_int, check_output_path, check_truncation
 
@@ -51,10 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-size", type=int, help="held-out images and generated images")
     p.add_argument("--seed", type=int, help="seed of the split and latents (default: the run's; "
                    "0 for --real/--fake)")
-    p.add_argument("--inception-weights", default="auto", help="auto, pool3 or a weights file")
+    p.add_argument("--inception-weights", default=default_of("inception_weights"),
+                   help="auto, pool3 or a weights file")
     p.add_argument("--cache-dir", help="real-features cache folder")
-    p.add_argument("--batch-size", type=int, default=100, help="images per Inception batch")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch-size", type=int, default=default_of("eval_batch_size"),
+                   help="images per Inception batch")
+    p.add_argument("--device", default=default_of("device"), choices=["auto", "cpu", "cuda"])
     p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
                    help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
                    "the run kept one (default)")

@@ -14,6 +14,7 @@ from torch import nn
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
+from . import seeds
 from .errors import UserError
 from .models import sample
 from .rundir import atomic_write
@@ -36,7 +37,7 @@ def truncate(z: torch.Tensor, psi: float | None, generator: torch.Generator) -> 
 
 
 def _block(nz: int, seed: int, k: int, psi: float | None) -> torch.Tensor:
-    gen = torch.Generator().manual_seed((seed * 1_000_003 + k) % 2**63)  # any seed fits
+    gen = torch.Generator().manual_seed(seeds.latent_block(seed, k))
     return truncate(torch.randn(BLOCK, nz, 1, 1, generator=gen), psi, gen)
 
 

@@ -1,6 +1,8 @@
-"""Fault injection for the chaos check (``scripts/chaos.py``): with ``ANIMEGAN_FAULT`` set to
-``PHASE:N:SIGNAL`` (e.g. ``evaluation:3:SIGKILL``), the training process sends itself SIGNAL the
-N-th time it passes the point named PHASE, so a stop lands exactly there and can be replayed;
+"""Fault injection for the chaos check (``scripts/chaos.py``) and every test that stops a run:
+with ``ANIMEGAN_FAULT`` set to ``PHASE:N:SIGNAL[:TARGET]`` (e.g. ``evaluation:3:SIGKILL``), the
+training process sends SIGNAL (to itself, its process group or its parent, see :func:`parse`)
+the N-th time it passes the point named PHASE, so a stop lands exactly there, whatever the
+machine's speed, and can be replayed;
 with ``ANIMEGAN_FAULT_LOG`` set to a file, each pass is appended to it (how the check learns
 where a run can be stopped). Without them every point is a no-op. The points, in the order a
 run passes them:
@@ -18,17 +20,28 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
+
+from .signals import StopRequest
 
 PHASES = ("start", "iteration", "checkpoint", "evaluation", "record", "plots", "end")
 
 
-def parse(spec: str) -> tuple[str, int, int]:
-    """``"PHASE:N:SIGNAL"`` -> (phase, n, signal number)."""
-    phase, n, name = spec.split(":")
-    if phase not in PHASES:
-        raise ValueError(f"ANIMEGAN_FAULT: unknown phase {phase!r} (choose from {PHASES})")
-    return phase, int(n), int(getattr(signal, name))
+TARGETS = ("self", "group", "parent")
+
+
+def parse(spec: str) -> tuple[str, int, int, str]:
+    """``"PHASE:N:SIGNAL[:TARGET]"`` -> (phase, n, signal number, target): the signal goes to
+    this process (``self``, the default), its whole process group (``group``: a terminal's
+    Ctrl-C, pkill, a scheduler) or the process that started it (``parent``: the launcher of
+    ``--nproc-per-node``)."""
+    phase, n, name, *rest = spec.split(":")
+    target = rest[0] if rest else "self"
+    if phase not in PHASES or target not in TARGETS:
+        raise ValueError(f"ANIMEGAN_FAULT {spec!r}: PHASE:N:SIGNAL[:TARGET], PHASE one of "
+                         f"{PHASES}, TARGET one of {TARGETS}")
+    return phase, int(n), int(getattr(signal, name)), target
 
 
 _passed: Counter[str] = Counter()
@@ -50,4 +63,13 @@ def point(phase: str) -> None:
         with open(log, "a") as f:
             f.write(f"{phase}\n")
     if spec and parse(spec)[:2] == (phase, _passed[phase]):
-        os.kill(os.getpid(), parse(spec)[2])
+        _, _, signum, target = parse(spec)
+        if target == "group":
+            os.killpg(os.getpgid(0), signum)
+        elif target == "parent":  # the launcher passes it on to every training process:
+            os.kill(os.getppid(), signum)  # wait for this one's copy, so the stop lands here
+            deadline = time.monotonic() + 30
+            while not StopRequest.signum and time.monotonic() < deadline:
+                time.sleep(0.01)
+        else:
+            os.kill(os.getpid(), signum)

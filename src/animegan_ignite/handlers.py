@@ -45,7 +45,7 @@ from ignite.metrics import RunningAverage
 from torch import nn
 from torchvision.utils import save_image
 
-from . import faults, resume
+from . import faults, resume, seeds
 from .augment import AdaptiveAugment
 from .config import Config
 from .errors import Diverged, is_write_failure
@@ -111,7 +111,7 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
     timer.attach(trainer, start=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED)
     epoch_end = EpochEnd(ctx, timer)
     trainer.add_event_handler(Events.STARTED, finish_interrupted_epoch_end, ctx, epoch_end)
-    trainer.add_event_handler(Events.STARTED, resume.stop_point)
+    trainer.add_event_handler(Events.STARTED, resume.stop_point, "start")
 
     if ctx.cfg.lr_decay == "cosine":
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
@@ -136,10 +136,10 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
             ProgressBar(persist=True).attach(trainer, metric_names=["loss_d", "loss_g"])
         for tracker in ctx.trackers:
             tracker.attach(trainer)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, resume.stop_point)
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, resume.stop_point, "iteration")
 
     trainer.add_event_handler(Events.EPOCH_COMPLETED, epoch_end)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, resume.stop_point)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, resume.stop_point, "epoch end")
     trainer.add_event_handler(Events.EXCEPTION_RAISED, on_exception, ctx, timer)
     trainer.add_event_handler(Events.COMPLETED, end_of_run, ctx)
 
@@ -152,7 +152,7 @@ def init_weights(engine: Engine, ctx: RunContext) -> None:
     # this init, so each rank must draw the same ones.
     device = ctx.gan.device
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(ctx.cfg.seed)  # training's noise stream is untouched
+        torch.manual_seed(seeds.weights(ctx.cfg.seed))  # training's noise stream is untouched
         ctx.gan.netG.apply(dcgan_weights_init)
         ctx.gan.netD.apply(dcgan_weights_init)
     if ctx.ema is not None:  # the average starts from the initialised weights

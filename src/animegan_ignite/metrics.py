@@ -34,7 +34,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020
+from . import seeds
+
+KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, seeds.KID_SUBSETS
 NEAREST_K = 3
 
 
@@ -223,7 +225,7 @@ def vendi(features: torch.Tensor) -> float:
 # cell by cell of a k-means partition of the training faces, each generated face's distance to its
 # nearest training face with the held-out faces' own nearest-training distances (a Mann-Whitney U
 # test, as a z-score), and averages the cells' z-scores weighted by their share of held-out faces.
-CT_FACES_PER_CELL, CT_MAX_CELLS, CT_MIN_PER_CELL, CT_SEED = 100, 10, 5, 0
+CT_FACES_PER_CELL, CT_MAX_CELLS, CT_MIN_PER_CELL, CT_SEED = 100, 10, 5, seeds.CT_CELLS
 
 
 def nearest(x: torch.Tensor, y: torch.Tensor, k: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,7 @@ from ignite.metrics import MetricsLambda
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from . import faults
+from . import faults, seeds
 from .data import stack_images
 from .faces import truncate
 from .features import RealFeatures, embedding_engine, latent_batches
@@ -32,15 +32,13 @@ from .resume import stop_point
 from .scores import SCORES, Images, Inputs, compute_all, draw_figures
 
 logger = logging.getLogger(__name__)
-# The training faces the memorisation score compares with: as many as the held-out faces, the
-# same ones in every run on the same data (this seed picks them).
-TRAINING_SAMPLE_SEED = 20_200_527
 
 
 def training_sample(train_set: Dataset, n: int) -> Subset:
-    """``n`` of the training faces (all of them when there are fewer), a seeded choice."""
+    """``n`` of the training faces (all of them when there are fewer), the same ones in every
+    run on the same data (seeds.TRAINING_SAMPLE): what the memorisation score compares with."""
     order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(
-        TRAINING_SAMPLE_SEED))
+        seeds.TRAINING_SAMPLE))
     return Subset(train_set, sorted(order[:n].tolist()))
 
 
@@ -71,7 +69,7 @@ class Evaluator:
         # between its batches (the resumed run evaluates that epoch again).
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, lambda _: faults.point(
             "evaluation"))
-        self.engine.add_event_handler(Events.ITERATION_COMPLETED, stop_point)
+        self.engine.add_event_handler(Events.ITERATION_COMPLETED, stop_point, "evaluation")
 
     @property
     def real(self) -> RealFeatures:
@@ -124,5 +122,5 @@ class Evaluator:
 def eval_latents(n: int, nz: int, seed: int, truncation: float | None = None) -> torch.Tensor:
     """The fixed latents of the evaluation set (a stream separate from training's), optionally
     truncated (faces.truncate)."""
-    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    gen = torch.Generator().manual_seed(seeds.eval_latents(seed))
     return truncate(torch.randn(n, nz, 1, 1, generator=gen), truncation, gen)

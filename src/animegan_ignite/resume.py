@@ -31,6 +31,7 @@ from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
 from torch.utils.data import DataLoader, DistributedSampler
 
+from . import seeds
 from .checkpoints import CheckpointError
 from .signals import StopRequest
 
@@ -187,17 +188,22 @@ def _mark_completed(engine: Engine) -> None:
     engine.state.completed_rng = capture_rng()
 
 
-def stop_point(engine: Engine | None = None) -> None:
+def stop_point(engine: Engine, phase: str) -> None:
     """Where a requested stop (Ctrl-C, SIGTERM) is acted on: the run's state is whole here
-    (an iteration with its handlers done, an evaluation batch, an epoch end), so the checkpoint
-    then written is what an uninterrupted run had. Every rank stops at the same point (the
-    request is all-reduced), so all can hand over their RNG states."""
+    (``phase``: "start", "iteration" (its handlers done), "evaluation" (between its batches),
+    "epoch end"), so the checkpoint then written is what an uninterrupted run had. Every rank
+    stops at the same point (the request is all-reduced), so all can hand over their RNG
+    states. The stop says where it was acted on (``phase``, ``where``): the stop message
+    prints it, and tests assert it."""
     signum = StopRequest.signum
     if idist.get_world_size() > 1:
         signum = int(idist.all_reduce(torch.tensor(signum, device=idist.device()), op="MAX").item())
     if signum:
         stop = StopRequest.exception(signum)
         stop.agreed = True  # every rank is here: on_exception may gather from all
+        stop.phase = phase
+        done = "batches" if phase == "evaluation" else "iterations"
+        stop.where = f"{phase}, {engine.state.iteration} {done} done"
         raise stop
 
 
@@ -231,7 +237,7 @@ def _fresh_stream_where_missing(state: RunState, seed: int, iteration: int) -> N
                        "optimizers and history continue exactly, but the data order and noise from "
                        "here on differ from an uninterrupted run", state.saved_world_size, world)
     if state.rng_missing:
-        manual_seed((seed * 1_000_003 + rank * 7919 + iteration) % 2**32)
+        manual_seed(seeds.fresh_stream(seed, rank, iteration))
         if world == state.saved_world_size:
             logger.warning("rank %d: no saved RNG state in this checkpoint (written on an "
                            "interruption); it continues with a fresh noise stream", rank)

@@ -38,8 +38,11 @@ from .errors import UserError, free_bytes
 from .paths import check_output_path
 
 CHECKPOINT_DIR = "checkpoints"
-_REGULAR = re.compile(r"checkpoint_(\d+)\.pt")
-_BEST = re.compile(r"best_checkpoint_(\d+)\.pt")
+# Checkpoint file names, the one place they are spelt: ``checkpoint_<iteration>.pt`` and
+# ``best_checkpoint_<iteration>.pt`` (checkpoints.py hands these patterns to ignite's Checkpoint).
+REGULAR, BEST = "checkpoint", "best_checkpoint"
+_REGULAR = re.compile(rf"{REGULAR}_(\d+)\.pt")
+_BEST = re.compile(rf"{BEST}_(\d+)\.pt")
 _SNAPSHOT = re.compile(r"iter_(\d+)\.png")
 _TEMP = re.compile(r"\..+\.\d+\.tmp")
 logger = logging.getLogger(__name__)
@@ -89,6 +92,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2) + "\n")
+
+
+def checkpoint_name(iteration: int, best: bool = False) -> str:
+    return f"{BEST if best else REGULAR}_{iteration}.pt"
+
+
+def checkpoint_pattern(best: bool = False) -> str:
+    """The file name pattern of ignite's Checkpoint for :func:`checkpoint_name`."""
+    return f"{BEST if best else REGULAR}_{{global_step}}.{{ext}}"
 
 
 def iteration_of(checkpoint_name: str) -> int:

@@ -44,7 +44,7 @@ def _request(signum: int, frame: object) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     if StopRequest.now:  # waiting for the next batch, whose workers may be gone
         stop = StopRequest.exception(signum)
-        stop.agreed = False
+        stop.agreed, stop.phase, stop.where = False, "waiting for data", "waiting for the next batch"
         raise stop
 
 

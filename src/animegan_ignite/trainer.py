@@ -25,7 +25,7 @@ from ignite.utils import manual_seed
 from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
-from . import faults, resume
+from . import faults, resume, seeds
 from .augment import AdaptiveAugment, DiffAugment
 from .checkpoints import (
     adopt_existing,
@@ -189,15 +189,17 @@ def training_process(local_rank: int, plan: Plan) -> None:
 
 
 def stop_message(e: BaseException, run: RunDir) -> str:
-    """What an interrupted run says: what is on disk, and the command that goes on from it."""
+    """What an interrupted run says: what is on disk, the command that goes on from it, and
+    where the stop was acted on (resume.stop_point)."""
     how = "stopped by SIGTERM" if isinstance(e, Terminated) else "interrupted"
     found = run.regular_checkpoints()
+    where = f"\nstopped at: {e.where}" if getattr(e, "where", None) else ""
     if found:
         return (f"{how}; {found[-1][1].name} was saved. Continue with: animegan-train --resume "
-                f"{run}")
+                f"{run}{where}")
     if run.config.is_file():
         return (f"{how} before the first checkpoint. Continue with: animegan-train --resume {run} "
-                "(it trains from the beginning, with the run's settings)")
+                f"(it trains from the beginning, with the run's settings){where}")
     return f"{how} before the run started; nothing was written"
 
 
@@ -253,7 +255,7 @@ def build_run(plan: Plan) -> Run:
         start_run_dir(plan)
     logger.info("data: %s", plan.split.description)
     logger.info("run directory: %s (device %s)", plan.run, plan.device)
-    manual_seed(cfg.seed + rank)
+    manual_seed(seeds.process(cfg.seed, rank))
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
                     lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm, channels_last=cfg.channels_last)
     log_model_summaries(gan, plan.run, rank == 0)
@@ -328,7 +330,7 @@ HELD_OUT_PROBE_IMAGES = 512
 
 def fixed_noise(cfg: Config, device: torch.device) -> torch.Tensor:
     """64 latent vectors drawn once per run from the seed, so snapshots are comparable."""
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(seeds.fixed_noise(cfg.seed))
     return torch.randn(64, cfg.nz, 1, 1, generator=gen).to(device)
 
 
