@@ -8,6 +8,7 @@ processes (one, N with ``--nproc-per-node``, or one per torchrun rank).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -110,9 +111,9 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
     if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
         check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)
-    if cfg.download:
-        cfg.data_dir = str(fetch(cfg.download, cache_folder(cfg.cache_dir)))
-        cfg.download = None  # saved config (and --resume) then use the downloaded folder
+    if cfg.download:  # the run's settings name the downloaded folder (what --resume reads)
+        cfg = dataclasses.replace(cfg, data_dir=str(fetch(cfg.download, cache_folder(cfg.cache_dir))),
+                                  download=None)
     cache = cache_folder(cfg.cache_dir) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
                        progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers,
