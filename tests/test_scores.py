@@ -31,14 +31,22 @@ def test_a_score_added_to_the_registry_reaches_record_console_trackers_figure_an
     monkeypatch.setitem(scores.SCORES, "spread", entry)
     run = tmp_path / "run"
     r = run_main("train", "--data-dir", image_dir, "--epochs", "1", "--eval-size", "16",
-                 "--logger", "tensorboard", "--inception-weights", "pool3", "--cache-dir",
-                 tmp_path / "cache", "--output-dir", run, *TINY)
+                 "--logger", "tensorboard", "--snapshot-every", "5", "--inception-weights", "pool3",
+                 "--cache-dir", tmp_path / "cache", "--output-dir", run, *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
-    (epoch,) = split_history(read_history(run))[1]
+    iters, (epoch,) = split_history(read_history(run))
     assert epoch["spread"] > 0
     assert f"feature spread {epoch['spread']:.4f}" in r.stderr  # the console line
-    logged = EventAccumulator(str(run / "tensorboard")).Reload().Scalars("epoch/spread")
+    events = EventAccumulator(str(run / "tensorboard")).Reload()
+    logged = events.Scalars("epoch/spread")
     assert [e.value for e in logged] == pytest.approx([epoch["spread"]], rel=1e-6)
+    # TensorBoard gets every iteration and epoch the history has, and the snapshots
+    for tag, records, key in (("train/loss_d", iters, "loss_d"), ("epoch/loss_g", [epoch], "loss_g"),
+                              ("epoch/fid", [epoch], "fid")):
+        assert [e.step for e in events.Scalars(tag)] == [x["iteration"] for x in records]
+        assert [e.value for e in events.Scalars(tag)] == pytest.approx([x[key] for x in records],
+                                                                       rel=1e-6)
+    assert [e.step for e in events.Images("fixed_noise")] == [5, 10]
     titles = [ax.get_title() for ax in draw_metrics([epoch]).axes]
     assert any(t.startswith("Feature spread") for t in titles), titles
     r = run_main("evaluate", "--checkpoint", run, "--inception-weights", "pool3", "--cache-dir",
