@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ class ConfigError(UserError):
     """A setting is invalid; the message says which and how to fix it."""
 
 
+MIN_EVAL = 10  # images an evaluation needs: one per Inception Score split
 SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seeds
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # What each ADA signal steers to: r_t's is ADA's; r_v's is chosen from its measured range
@@ -102,6 +104,7 @@ class Rule:
     nullable: bool = False
     open_lo: bool = False  # lo itself excluded
     open_hi: bool = False  # hi itself excluded
+    also: tuple[Callable[[Any], bool], str] | None = None  # a further test, and how it reads
 
     def ok(self, value: Any) -> bool:
         if value is None:
@@ -117,7 +120,7 @@ class Rule:
         size = len(value) if self.kind is str else value
         above = self.lo is None or (size > self.lo if self.open_lo else size >= self.lo)
         below = self.hi is None or (size < self.hi if self.open_hi else size <= self.hi)
-        return above and below
+        return above and below and (self.also is None or self.also[0](value))
 
     def describe(self) -> str:
         what = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[self.kind]
@@ -132,6 +135,7 @@ class Rule:
             what += f" in {_num(self.lo)}..{_num(self.hi)}"
         elif self.lo is not None:
             what += f" >= {_num(self.lo)}"
+        what += f": {self.also[1]}" if self.also is not None else ""
         return what + (" (or null)" if self.nullable else "")
 
 
@@ -222,7 +226,9 @@ class Config:
     # evaluation
     eval_size: int = setting(3000, int, "evaluation", "held-out real images (never trained on) "
                              "and generated images for FID/IS; 0 = no evaluation", demo=128,
-                             lo=0, hi=10**7)
+                             lo=0, hi=10**7, also=(lambda n: n == 0 or n >= MIN_EVAL, (
+                                 f"0 (no evaluation) or at least {MIN_EVAL} (one image per IS "
+                                 "split)")))
     eval_every: int = setting(1, int, "evaluation", "evaluate every N epochs and after the last; "
                               "0 = never", demo=12, lo=0)
     eval_batch_size: int = setting(100, int, "evaluation", "images per Inception batch",
@@ -362,9 +368,6 @@ class Config:
         """The checks that involve several settings or the machine; raises one
         :class:`ConfigError` listing every problem, or returns self."""
         problems = check_values(self.to_dict(), {})
-        if 0 < self.eval_size < 10:
-            problems.append(f"--eval-size must be 0 (no evaluation) or >= 10 (one image per IS "
-                            f"split), got {self.eval_size}")
         if self.inception_weights not in ("auto", "pool3") and not Path(
                 self.inception_weights).is_file():
             problems.append(f"--inception-weights {self.inception_weights}: no such file "

@@ -28,7 +28,7 @@ import json
 import logging
 import sys
 
-from .config import default_of
+from .config import MIN_EVAL, default_of
 from .errors import OneLineErrorParser, UserError, run_command
 from .paths import check_int, check_output_path, check_truncation
 
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check(args: argparse.Namespace) -> None:
     """Every flag, before anything is loaded."""
     for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1),
-                            ("--seed", args.seed, 0), ("--eval-size", args.eval_size, 10)):
+                            ("--seed", args.seed, 0), ("--eval-size", args.eval_size, MIN_EVAL)):
         check_int(flag, value, lo, 2**31)
     if args.checkpoint and (args.real or args.fake):
         raise UserError("give either --checkpoint or --real/--fake, not both")

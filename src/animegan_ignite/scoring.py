@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
-from .config import Config
+from .config import MIN_EVAL, Config
 from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
 from .device import resolve_device
 from .errors import UserError
@@ -45,9 +45,9 @@ def _run_config(path: Path, args: argparse.Namespace) -> Config:
     given = {k: v for k, v in vars(args).items() if k in ("data_dir", "eval_size", "seed")
              and v is not None}
     cfg = dataclasses.replace(cfg, **given)
-    if cfg.eval_size < 10:
+    if cfg.eval_size < MIN_EVAL:
         raise UserError(f"{path}: its run held out no images for evaluation (--eval-size "
-                        f"{cfg.eval_size}); pass --eval-size N (N >= 10)")
+                        f"{cfg.eval_size}); pass --eval-size N (N >= {MIN_EVAL})")
     return cfg
 
 
