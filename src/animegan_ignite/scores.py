@@ -112,13 +112,15 @@ class Inputs:
         generated faces' four nearest, and the C_T cells of both (metrics.kmeans)."""
         from .metrics import ct_cells, kmeans, nearest
 
-        train, held_out = self.training.features, self.real.features
-        gen_d, gen_i = nearest(self.generated, train, k=min(4, len(train)))
+        # on the CPU: the real sides' features live there, and a few thousand rows take seconds
+        train, held_out = self.training.features.cpu(), self.real.features.cpu()
+        generated = self.generated.cpu()
+        gen_d, gen_i = nearest(generated, train, k=min(4, len(train)))
         held_d, _ = nearest(held_out, train)
         cells = ct_cells(len(held_out))
         centroids = kmeans(train, cells)
         return {"generated": gen_d[:, 0], "generated_4": (gen_d, gen_i), "held_out": held_d[:, 0],
-                "cells": len(centroids), "generated_cell": nearest(self.generated, centroids)[1][:, 0],
+                "cells": len(centroids), "generated_cell": nearest(generated, centroids)[1][:, 0],
                 "held_out_cell": nearest(held_out, centroids)[1][:, 0]}
 
 
