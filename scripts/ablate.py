@@ -53,6 +53,7 @@ DIFFAUG = ["--diffaugment", "color,translation"]
 EMA = ["--ema-halflife-kimg", "10", "--ema-rampup", "0.05"]
 HINGE_SN = ["--loss", "hinge", "--spectral-norm"]
 TTUR = ["--lr-g", "1e-4", "--lr-d", "4e-4"]
+RPGAN = ["--loss", "rpgan", "--r1-gamma", "0.1", "--r2-gamma", "0.1"]
 # Each variant is the seed design (--recipe dcgan) plus its flags, or a named recipe.
 VARIANTS: dict[str, list[str]] = {
     "dcgan": ["--recipe", "dcgan"],
@@ -91,6 +92,17 @@ VARIANTS: dict[str, list[str]] = {
     "default_ada_rv": ["--recipe", "diffaug-cosine", "--augment-p", "auto", "--ada-signal", "rv"],
     # r_v recorded only: no augmentation draws no random numbers, so training is unchanged
     "default_noaug": ["--recipe", "diffaug-cosine", "--diffaugment", "none", "--ada-signal", "rv"],
+    # The objective (issue 35): EMA of G; the non-saturating loss with lazy R1; relativistic
+    # pairing with R1 and R2 (R3GAN's loss), with Adam's betas as is and as R3GAN's (0, 0.99);
+    # and without D's BatchNorm (each face's own input gradient).
+    "default_ema": ["--recipe", "diffaug-cosine", *EMA],
+    "default_r1": ["--recipe", "diffaug-cosine", "--r1-gamma", "0.1"],
+    "default_rpgan": ["--recipe", "diffaug-cosine", *RPGAN],
+    "default_rpgan_b0": ["--recipe", "diffaug-cosine", *RPGAN, "--beta1", "0", "--beta2", "0.99"],
+    "default_rpgan_nobn": ["--recipe", "diffaug-cosine", *RPGAN, "--no-d-batchnorm"],
+    "default_r1_g1": ["--recipe", "diffaug-cosine", "--r1-gamma", "1"],
+    "default_rpgan_g1": ["--recipe", "diffaug-cosine", "--loss", "rpgan", "--r1-gamma", "1",
+                         "--r2-gamma", "1"],
 }
 
 

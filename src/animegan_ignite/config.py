@@ -44,6 +44,8 @@ class ConfigError(UserError):
 MIN_EVAL = 10  # images an evaluation needs: one per Inception Score split
 SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seeds
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
+# The entries of objectives.OBJECTIVES, named here so that --help does not import torch.
+OBJECTIVE_NAMES = ("bce", "hinge", "rpgan", "wgan-gp")
 # What each ADA signal steers to: r_t's is ADA's; r_v's is chosen from its measured range
 # (docs/recipes.md, "Long runs and adaptive augmentation").
 ADA_TARGETS = {"rt": 0.6, "rv": 0.05}
@@ -190,11 +192,26 @@ class Config:
                                  nullable=True, **RATE)
     lr_d: float | None = setting(None, float, "recipe", "D's own rate (TTUR)", shown="--lr",
                                  nullable=True, **RATE)
-    beta1: float = setting(0.5, float, "recipe", "Adam beta1", lo=0, hi=1, open_hi=True)
+    beta1: float = setting(0.5, float, "recipe", "Adam beta1", recipe=True, lo=0, hi=1,
+                           open_hi=True)
+    beta2: float = setting(0.999, float, "recipe", "Adam beta2 (StyleGAN2 and R3GAN: 0.99)",
+                           recipe=True, lo=0, hi=1, open_hi=True)
     lr_decay: str = setting("none", str, "recipe", "rate schedule: none (constant) or cosine (to "
                             "0 at the last iteration of --epochs)", recipe=True,
                             choices=("none", "cosine"))
-    loss: str = setting("bce", str, "recipe", "D's loss", recipe=True, choices=("bce", "hinge"))
+    loss: str = setting("bce", str, "recipe", "the objective: bce (DCGAN's), hinge, rpgan "
+                        "(relativistic pairing, R3GAN's with --r1-gamma and --r2-gamma) or "
+                        "wgan-gp (with its own penalty; best with --no-d-batchnorm)",
+                        recipe=True, choices=OBJECTIVE_NAMES)
+    r1_gamma: float = setting(0.0, float, "recipe", "R1 penalty weight: gamma/2 E|grad D(real)|^2 "
+                              "(0 = none)", recipe=True, lo=0, hi=10**6)
+    r2_gamma: float = setting(0.0, float, "recipe", "R2 penalty weight, the same on generated "
+                              "faces (0 = none)", recipe=True, lo=0, hi=10**6)
+    reg_every: int = setting(4, int, "recipe", "take R1/R2 every K iterations, scaled by K "
+                             "(StyleGAN2's lazy regularisation; 1 = every step)", recipe=True,
+                             lo=1, hi=10**6)
+    d_batchnorm: bool = setting(True, bool, "recipe", "BatchNorm in D (--no-d-batchnorm: none, so "
+                                "a penalty's input gradients are each face's own)", recipe=True)
     spectral_norm: bool = setting(False, bool, "recipe", "spectral normalisation on D's "
                                   "convolutions (D then has no BatchNorm)", recipe=True)
     diffaugment: str | None = setting(None, str, "recipe", "DiffAugment policies before every D "

@@ -29,6 +29,7 @@ from .config import ADA_TARGETS, Config
 from .errors import UserError
 from .history import drawable, read_history, split_history
 from .models import sample
+from .objectives import OBJECTIVES, PENALTY_KEYS
 from .rundir import RunDir, atomic_write
 from .scores import FIDELITY, Field, panels, score_of
 
@@ -64,21 +65,34 @@ def _epoch_lines(ax, epochs: list[dict]) -> None:
         ax.axvline(r["iteration"], color="0.85", lw=0.8, zorder=0)
 
 
-def draw_losses(ax, iters: list[dict], epochs: list[dict]) -> None:
+def draw_losses(ax, iters: list[dict], epochs: list[dict], label: str = "loss") -> None:
     """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends as grey lines
-    (up to MAX_EPOCH_LINES epochs)."""
+    (up to MAX_EPOCH_LINES epochs); the gradient penalties taken (E|grad D|^2 at the steps
+    that took one) on a log axis on the right. ``label`` names the objective's loss."""
     x = np.array([r["iteration"] for r in iters])
     window = max(1, len(x) // 50)
-    top = 0.0
-    for key, label, colour in (("loss_g", "G", "tab:blue"), ("loss_d", "D", "tab:orange")):
+    lows, highs = [], []
+    for key, name, colour in (("loss_g", "G", "tab:blue"), ("loss_d", "D", "tab:orange")):
         y = np.array([r[key] for r in iters], dtype=float)
         ax.plot(x, y, color=colour, alpha=0.25, lw=0.7)
-        ax.plot(x, smooth(y, window), color=colour, lw=1.8, label=f"{label} (moving avg {window})")
-        top = max(top, float(np.percentile(y, 99)))
-    ax.set_ylim(0, top * 1.15 or None)  # single spikes would flatten the curves
+        ax.plot(x, smooth(y, window), color=colour, lw=1.8, label=f"{name} (moving avg {window})")
+        lows.append(float(np.percentile(y, 1)))
+        highs.append(float(np.percentile(y, 99)))
+    lo, hi = min(min(lows), 0.0), max(highs)  # losses can be negative (hinge G, Wasserstein)
+    pad = 0.15 * (hi - lo) or 1.0
+    ax.set_ylim(lo - (pad if lo < 0 else 0), hi + pad)  # single spikes would flatten the curves
     _epoch_lines(ax, epochs)
-    ax.set(xlabel="iteration", ylabel="BCE loss", title="Generator and discriminator loss")
-    ax.legend(loc="upper right")
+    ax.set(xlabel="iteration", ylabel=label, title="Generator and discriminator loss")
+    ax.legend(loc="upper left")
+    taken = [k for k in PENALTY_KEYS if any(k in r for r in iters)]
+    if taken:
+        twin = ax.twinx()
+        for key, colour in zip(taken, ("tab:green", "tab:red", "tab:purple"), strict=False):
+            at = [r for r in iters if key in r]
+            twin.plot([r["iteration"] for r in at], [r[key] for r in at], color=colour, lw=0.9,
+                      ls="--", label=f"{key} penalty: E|grad D|^2")
+        twin.set(yscale="log", ylabel="gradient penalty")
+        twin.legend(loc="upper right")
 
 
 def draw_d_outputs(ax, iters: list[dict], epochs: list[dict]) -> None:
@@ -128,6 +142,11 @@ def _setting(run: RunDir, name: str):
         return getattr(Config.from_run(run.root), name)
     except UserError:
         return None
+
+
+def _loss_label(run: RunDir) -> str:
+    """How the run's objective names its loss."""
+    return OBJECTIVES[_setting(run, "loss") or "bce"].label
 
 
 def _evaluated(epochs: list[dict]) -> list[dict]:
@@ -263,12 +282,12 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
-def draw_summary(path: Path, iters, epochs, real, fakes) -> None:
+def draw_summary(path: Path, iters, epochs, real, fakes, loss_label: str = "loss") -> None:
     """One page with every panel there is data for, for the README."""
     fig = Figure(figsize=(13, 15))
     axes = fig.subplots(3, 2)
     if iters:
-        draw_losses(axes[0, 0], iters, epochs)
+        draw_losses(axes[0, 0], iters, epochs, loss_label)
         draw_d_outputs(axes[0, 1], iters, epochs)
     if _evaluated(epochs):
         shown = panels()
@@ -295,7 +314,8 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     iters, epochs = split_history(records)
     report = PlotReport()
     if iters:
-        report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs)))
+        report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs,
+                                                                          _loss_label(run))))
         report.written.append(_figure(out / "d_outputs.png",
                                       lambda ax: draw_d_outputs(ax, iters, epochs)))
     else:
@@ -331,7 +351,7 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
         report.written.append(out / "training.gif")
     else:
         report.missing.append("training GIF: no snapshots yet")
-    draw_summary(out / "summary.png", iters, epochs, real, fakes)
+    draw_summary(out / "summary.png", iters, epochs, real, fakes, _loss_label(run))
     report.written.append(out / "summary.png")
     return report
 

@@ -4,18 +4,18 @@ runs (the handlers that make it a trainer are in handlers.py)."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import ignite.distributed as idist
 import torch
-import torch.nn.functional as F
 from ignite.engine import Engine
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .models import Discriminator, Generator
+from .objectives import OBJECTIVES, Penalty
 
 OUTPUT_KEYS = ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2")
 ADA_KEYS = ("d_real_sign", "d_real_logit", "d_fake_logit")  # AdaptiveAugment takes them out
@@ -35,43 +35,23 @@ class GAN:
 
 def build_gan(nz: int, ngf: int, ndf: int, lr: float, beta1: float, device: torch.device,
               sync_bn: bool = False, lr_d: float | None = None, spectral_norm: bool = False,
-              channels_last: bool = False) -> GAN:
-    """G and D with Adam(betas=(beta1, 0.999)): G at ``lr``, D at ``lr_d`` (default ``lr``; two
+              channels_last: bool = False, beta2: float = 0.999, d_batchnorm: bool = True) -> GAN:
+    """G and D with Adam(betas=(beta1, beta2)): G at ``lr``, D at ``lr_d`` (default ``lr``; two
     rates are the TTUR of Heusel et al., 2017). With several processes the models go through
     ``idist.auto_model`` (DistributedDataParallel, optionally SyncBatchNorm); with one, they stay
     plain modules on ``device`` (auto_model would also move them to the GPU when the user asked
     for the CPU, and wrap them in DataParallel on a multi-GPU machine)."""
     fmt = torch.channels_last if channels_last else torch.preserve_format
     netG = Generator(nz, ngf).to(device, memory_format=fmt)
-    netD = Discriminator(ndf, spectral_norm=spectral_norm).to(device, memory_format=fmt)
+    netD = Discriminator(ndf, spectral_norm=spectral_norm, batch_norm=d_batchnorm).to(
+        device, memory_format=fmt)
     if idist.get_world_size() > 1:
         netG, netD = idist.auto_model(netG, sync_bn=sync_bn), idist.auto_model(netD, sync_bn=sync_bn)
-    optG = idist.auto_optim(torch.optim.Adam(netG.parameters(), lr=lr, betas=(beta1, 0.999)))
+    betas = (beta1, beta2)
+    optG = idist.auto_optim(torch.optim.Adam(netG.parameters(), lr=lr, betas=betas))
     optD = idist.auto_optim(torch.optim.Adam(netD.parameters(), lr=lr if lr_d is None else lr_d,
-                                             betas=(beta1, 0.999)))
+                                             betas=betas))
     return GAN(netG, netD, optG, optD, device, nz)
-
-
-def _bce_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    return (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
-            + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
-
-
-def _bce_g(fake: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
-
-
-def _hinge_d(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-
-
-def _hinge_g(fake: torch.Tensor) -> torch.Tensor:
-    return -fake.mean()
-
-
-# D's loss on (real logits, fake logits) and G's on fake logits. "bce" is the DCGAN paper's
-# (the non-saturating G loss); "hinge" that of SNGAN / BigGAN / StyleGAN2-ADA's DiffAugment runs.
-LOSSES: dict[str, tuple[Callable, Callable]] = {"bce": (_bce_d, _bce_g), "hinge": (_hinge_d, _hinge_g)}
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -113,15 +93,18 @@ def frozen(net: nn.Module) -> Iterator[None]:
 
 def make_training_step(gan: GAN, speed: Speed | None = None,
                        scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None,
-                       loss: str = "bce", augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+                       loss: str = "bce", augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                       penalties: Sequence[Penalty] = ()
                        ) -> Callable[[Engine, Any], dict[str, float]]:
-    """One GAN iteration: D on a real batch and a fake batch (``loss``'s D loss), then G on the
-    same fake batch (its G loss, through a :func:`frozen` D). Fresh noise every step. ``augment``
-    (DiffAugment) transforms every batch just before D sees it, real and fake, in both steps.
-    Losses are taken on D's logits, the only form autocast accepts for BCE. The outputs report
-    ``sigmoid(D(x))``: D's probabilities under BCE, a monotone score under hinge."""
+    """One GAN iteration: D on a real batch and a fake batch (the objective ``loss``'s D loss,
+    plus each of ``penalties`` due at this iteration), then G on the same fake batch (its G
+    loss, through a :func:`frozen` D). Fresh noise every step. ``augment`` (DiffAugment)
+    transforms every batch just before D sees it, real and fake, in both steps. Losses are
+    taken on D's logits, the only form autocast accepts for BCE. The outputs report
+    ``sigmoid(D(x))``: D's probabilities under BCE, a monotone score otherwise, and each
+    penalty taken, as E[|grad|^2] under its name."""
     speed = speed or Speed()
-    d_loss, g_loss = LOSSES[loss]
+    objective = OBJECTIVES[loss]
     augment = augment or (lambda x: x)
     optG, optD = gan.optG, gan.optD
     netG = torch.compile(gan.netG) if speed.compile else gan.netG  # the originals are saved
@@ -144,8 +127,13 @@ def make_training_step(gan: GAN, speed: Speed | None = None,
             logits_real = netD(augment(real))
             fake = netG(torch.randn(real.size(0), gan.nz, 1, 1, device=gan.device))
             logits_fake = netD(augment(fake.detach()))
-            loss_d = d_loss(logits_real.float(), logits_fake.float())
-        scaler_d.scale(loss_d).backward()
+            loss_d = objective.d_loss(logits_real.float(), logits_fake.float())
+        total, taken = loss_d, {}
+        for penalty in penalties:  # double backward: through the plain D, never a compiled one
+            if penalty.due(engine.state.iteration):
+                term, taken[penalty.name] = penalty(gan.netD, real, fake, augment)
+                total = total + term
+        scaler_d.scale(total).backward()
         scaler_d.step(optD)
         scaler_d.update()
 
@@ -153,21 +141,25 @@ def make_training_step(gan: GAN, speed: Speed | None = None,
         with frozen(gan.netD):
             with autocast():
                 logits_g = netD(augment(fake))
-                loss_g = g_loss(logits_g.float())
+                paired = None
+                if objective.pairs:
+                    with torch.no_grad():
+                        paired = netD(augment(real)).float()
+                loss_g = objective.g_loss(logits_g.float(), paired)
             scaler_g.scale(loss_g).backward()
         scaler_g.step(optG)
         scaler_g.update()
 
-        # One device sync for all five numbers instead of five .item() calls.
+        # One device sync for all the numbers instead of one .item() call each.
         values = torch.stack([
             loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real.detach().float()).mean(),
             torch.sigmoid(logits_fake.detach().float()).mean(),
             torch.sigmoid(logits_g.detach().float()).mean(),
             # ADA's overfitting signals: r_t's sign, and r_v's training and generated terms
             torch.sign(logits_real.detach().float()).mean(), logits_real.detach().float().mean(),
-            logits_fake.detach().float().mean(),
+            logits_fake.detach().float().mean(), *taken.values(),
         ]).tolist()
-        return dict(zip((*OUTPUT_KEYS, *ADA_KEYS), values, strict=True))
+        return dict(zip((*OUTPUT_KEYS, *ADA_KEYS, *taken), values, strict=True))
 
     return training_step
 

@@ -46,16 +46,20 @@ class Discriminator(nn.Module):
     (Miyato et al., 2018, through PyTorch's parametrization API) and the BatchNorm layers are
     left out, as in that paper's DCGAN-style discriminator: spectral normalisation already
     bounds D's Lipschitz constant, and batch statistics would make each image's score depend on
-    its batch-mates."""
+    its batch-mates. ``batch_norm=False`` leaves them out without spectral normalisation: a D
+    for gradient penalties, where batch statistics make each image's input gradient depend on
+    its batch-mates too."""
 
-    def __init__(self, ndf: int = 64, nc: int = 3, spectral_norm: bool = False) -> None:
+    def __init__(self, ndf: int = 64, nc: int = 3, spectral_norm: bool = False,
+                 batch_norm: bool = True) -> None:
         super().__init__()
+        batch_norm = batch_norm and not spectral_norm
         self.main = nn.Sequential(
             nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),  # (N, ndf, 32, 32)
             nn.LeakyReLU(0.2, inplace=True),
-            _down(ndf, ndf * 2, not spectral_norm),  # (N, 2 ndf, 16, 16)
-            _down(ndf * 2, ndf * 4, not spectral_norm),  # (N, 4 ndf, 8, 8)
-            _down(ndf * 4, ndf * 8, not spectral_norm),  # (N, 8 ndf, 4, 4)
+            _down(ndf, ndf * 2, batch_norm),  # (N, 2 ndf, 16, 16)
+            _down(ndf * 2, ndf * 4, batch_norm),  # (N, 4 ndf, 8, 8)
+            _down(ndf * 4, ndf * 8, batch_norm),  # (N, 8 ndf, 4, 4)
             nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False),  # (N, 1, 1, 1)
         )
         if spectral_norm:

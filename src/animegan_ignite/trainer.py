@@ -45,6 +45,7 @@ from .handlers import RunContext, best_score, finish, make_ema, setup_handlers
 from .history import History
 from .inception import load_backbone
 from .models import summarize
+from .objectives import penalties
 from .paths import cache_folder, check_output_path
 from .quality import Evaluator, eval_latents
 from .rundir import (
@@ -258,7 +259,8 @@ def build_run(plan: Plan) -> Run:
     logger.info("run directory: %s (device %s)", plan.run, plan.device)
     manual_seed(seeds.process(cfg.seed, rank))
     gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
-                    lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm, channels_last=cfg.channels_last)
+                    lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm, channels_last=cfg.channels_last,
+                    beta2=cfg.beta2, d_batchnorm=cfg.d_batchnorm)
     log_model_summaries(gan, plan.run, rank == 0)
     trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0,
                                           plan.split.eval)
@@ -298,7 +300,9 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
     scaler_d, scaler_g = make_scalers(gan, cfg.precision)
     augment = DiffAugment(parse_policy(cfg.diffaugment), cfg.start_p)
     trainer = Engine(make_training_step(gan, Speed(cfg.precision, cfg.channels_last, cfg.compile),
-                                        (scaler_d, scaler_g), cfg.loss, augment or None))
+                                        (scaler_d, scaler_g), cfg.loss, augment or None,
+                                        penalties(cfg.loss, cfg.r1_gamma, cfg.r2_gamma,
+                                                  cfg.reg_every)))
     run_state = resume.RunState(fixed_noise(cfg, gan.device),
                                 {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
     probe = None
