@@ -204,3 +204,24 @@ def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_afte
     c, d = (torch.load(tmp_path / run / "checkpoints" / "checkpoint_26.pt") for run in "cd")
     assert c["ada"] == d["ada"] and c["ada"]["p"] > 0
     assert all(torch.equal(c["netG"][k], d["netG"][k]) for k in c["netG"])
+
+
+@pytest.mark.parametrize("objective", [
+    ["--loss", "rpgan", "--r1-gamma", "0.5", "--r2-gamma", "0.5", "--reg-every", "2"],
+    ["--loss", "wgan-gp", "--no-d-batchnorm", "--beta1", "0", "--beta2", "0.9"]])
+def test_penalised_objectives_train_equal_ranks_and_resume_exactly(image_dir, tmp_path, objective):
+    """The penalties' double backward through DDP: both ranks end with the same weights, every
+    rank recorded the penalty, and a resume from inside epoch 2 ends where the whole run did."""
+    flags = ["--data-dir", str(image_dir), "--lr-decay", "none", *objective]
+    whole = _train_2_procs([*flags, "--output-dir", str(tmp_path / "a"), "--checkpoint-every", "5"],
+                           tmp_path / "whole")
+    key = "r1" if "rpgan" in objective else "gp"
+    assert whole["output_rank0"][key] > 0 and whole["output_rank1"][key] > 0
+    for net in ("G", "D"):
+        a, b = whole[f"{net}_rank0"], whole[f"{net}_rank1"]
+        params = [k for k in a if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+        assert params and all(torch.equal(a[k], b[k]) for k in params), net
+    inside = _train_2_procs(["--resume", str(tmp_path / "a" / "checkpoints" / "checkpoint_25.pt")],
+                            tmp_path / "inside")
+    for net in ("G_rank0", "D_rank1"):
+        assert all(torch.equal(whole[net][k], inside[net][k]) for k in whole[net]), net
