@@ -65,8 +65,9 @@ def test_each_run_embeds_the_reals_once_and_each_generated_image_once(image_dir,
     r = run_main("train", *args, "--output-dir", tmp_path / "a")
     assert r.returncode == 0, r.stderr
     _, epochs = split_history(read_history(tmp_path / "a"))
-    # held-out and training-sample reals once (memorisation compares with 10 training faces)
-    assert [e["inception_images"] for e in epochs] == [10 + 10 + 10, 10]
+    # held-out and training reals once (memorisation compares with all 110 training faces of
+    # a set this small), the generated ones at each evaluation
+    assert [e["inception_images"] for e in epochs] == [10 + 10 + 110, 10]
     assert all(e["num_generated"] == 10 and e["num_real"] == 10 for e in epochs)
     assert all(e["fid"] > 0 and e["fid_backbone"] == POOL3_NAME for e in epochs)
     assert all(e["eval_seconds"] > 0 and e["train_seconds"] > 0 for e in epochs)
@@ -159,8 +160,8 @@ def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_pa
     assert epoch["is_mean"] >= 1.0 and epoch["is_std"] >= 0
     assert epoch["is_backbone"] == epoch["fid_backbone"] == STANDARD_NAME
     assert epoch["is_unavailable"] is None
-    # 10 held-out + 10 training-sample reals + 10 fakes, each once for FID *and* IS
-    assert epoch["inception_images"] == 30
+    # 10 held-out + 110 training reals (all of a small set) + 10 fakes, each once for FID *and* IS
+    assert epoch["inception_images"] == 130
 
 
 def test_bad_weights_path_is_a_clear_error(tmp_path):

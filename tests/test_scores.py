@@ -54,7 +54,7 @@ def test_a_score_added_to_the_registry_reaches_record_console_trackers_figure_an
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout.strip().splitlines()[-1])["spread"] == pytest.approx(epoch["spread"])
     # the run's own memorisation score and its figure
-    assert epoch["memorisation"] is not None and epoch["num_training"] == 16
+    assert epoch["memorisation"] is not None and epoch["num_training"] == 104
     assert (run / "plots" / "nearest.png").is_file()
 
 

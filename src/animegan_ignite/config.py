@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -248,6 +248,10 @@ class Config:
                                  "split)")))
     eval_every: int = setting(1, int, "evaluation", "evaluate every N epochs and after the last; "
                               "0 = never", demo=12, lo=0)
+    eval_every_kimg: float | None = setting(None, float, "evaluation", "instead of --eval-every: "
+                                            "evaluate at the first epoch end after every N "
+                                            "thousand images shown, and after the last",
+                                            shown="none", nullable=True, lo=0, open_lo=True)
     eval_batch_size: int = setting(100, int, "evaluation", "images per Inception batch",
                                    lo=1, hi=65536)
     best_metric: str = setting("fid", str, "evaluation", "the score that marks the best checkpoint "
@@ -263,6 +267,10 @@ class Config:
                           "files (never into another run)")
     epochs: int = setting(50, int, "run", "epochs to train (on --resume: the new total)",
                           demo=12, lo=1, hi=10**6)
+    kimg: float | None = setting(None, float, "run", "instead of --epochs: train on this many "
+                                 "thousand images (StyleGAN's unit), rounded up to whole epochs "
+                                 "(on --resume: the new total)", shown="none", nullable=True,
+                                 lo=0, hi=10**7, open_lo=True)
     batch_size: int = setting(128, int, "run", "global batch size (split over processes)",
                               demo=32, lo=1, hi=65536)
     seed: int = setting(999, int, "run", "seed of everything: split, init, noise, data order",
@@ -274,6 +282,10 @@ class Config:
                                   "iterations", demo=50, lo=1)
     checkpoint_every: int = setting(0, int, "run", "also checkpoint every N iterations inside "
                                     "an epoch (0: at epoch ends only)", lo=0)
+    checkpoint_every_kimg: float | None = setting(None, float, "run", "checkpoint (and redraw "
+                                                  "the plots) at the first epoch end after every "
+                                                  "N thousand images instead of every epoch end",
+                                                  shown="none", nullable=True, lo=0, open_lo=True)
     # speed
     device: str = setting("auto", str, "speed", "auto (a GPU when there is one), cpu or cuda",
                           choices=("auto", "cpu", "cuda"))
@@ -365,6 +377,10 @@ class Config:
     def start_p(self) -> float:
         """The augmentation probability at the start: ADA starts at 0."""
         return 0.0 if self.adaptive else float(self.augment_p)
+
+    # Names of the settings the user chose (flags, --config, the resumed run); a Config built
+    # in code counts as chosen in full.
+    given: ClassVar[frozenset[str] | None] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -573,10 +589,29 @@ def make_config(argv: list[str] | None = None) -> Config:
     values = {**run_values, **file_values, **args}
     if run_values and values["output_dir"] != run_values["output_dir"]:
         _check_same_folder(values["output_dir"], run_values["output_dir"], origin["output_dir"])
-    problems = check_values(values, origin)
+    problems = check_values(values, origin) + _one_unit_each(values, {**file_values, **args})
     if problems:
         raise ConfigError("; ".join(problems))
-    return Config(**values).validate()
+    cfg = Config(**values).validate()
+    cfg.given = frozenset(values)  # what the data-size rule (datasize.py) must leave alone
+    return cfg
+
+
+# A length or cadence in epochs and its counterpart in thousands of images: one decides.
+IN_IMAGES = {"epochs": "kimg", "eval_every": "eval_every_kimg"}
+
+
+def _one_unit_each(values: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Given now in both units is an error; given now in epochs, a resumed run's count in
+    images no longer decides (and the other way round, by the count in images being set)."""
+    problems = []
+    for epochs, kimg in IN_IMAGES.items():
+        if epochs in now and now.get(kimg) is not None:
+            problems.append(f"--{flag(epochs)} and --{flag(kimg)} say the same thing in two units; "
+                            "give one of them")
+        elif epochs in now:
+            values[kimg] = None
+    return problems
 
 
 def _check_same_folder(given: str | None, run_dir: str, origin: str) -> None:

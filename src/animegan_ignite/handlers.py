@@ -304,14 +304,27 @@ class EpochEnd:
         self.ctx, self.timer = ctx, timer
         self.plots = PlotExport(ctx.run.root, clock=ctx.clock)
 
-    def due(self, epoch: int) -> bool:
+    def due(self, engine: Engine) -> bool:
+        """An evaluation: every --eval-every epochs, or at the first epoch end after each
+        --eval-every-kimg thousand images; and after the last epoch."""
+        cfg, epoch = self.ctx.cfg, engine.state.epoch
+        if self.ctx.evaluator is None:
+            return False
+        if cfg.eval_every_kimg is not None:
+            return epoch == cfg.epochs or crossed(engine, cfg.batch_size, cfg.eval_every_kimg)
+        return epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+
+    def checkpoint_due(self, engine: Engine) -> bool:
+        """The regular checkpoint (and plots): every epoch end, or with --checkpoint-every-kimg
+        at the first after each that many thousand images; and after the last epoch."""
         cfg = self.ctx.cfg
-        return self.ctx.evaluator is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs)
+        return (cfg.checkpoint_every_kimg is None or engine.state.epoch == cfg.epochs
+                or crossed(engine, cfg.batch_size, cfg.checkpoint_every_kimg))
 
     def __call__(self, engine: Engine, train_seconds: float | None = None) -> None:
         ctx, epoch = self.ctx, engine.state.epoch
         seconds = self.timer.value() if train_seconds is None else train_seconds
-        result = ctx.evaluator(ctx.sampler_net) if self.due(epoch) else None  # every rank
+        result = ctx.evaluator(ctx.sampler_net) if self.due(engine) else None  # every rank
         ctx.run_state.before_save(engine, seconds, every_rank=True)
         if not ctx.is_writer:
             return
@@ -321,10 +334,13 @@ class EpochEnd:
         if result is not None:
             engine.state.metrics["best_score"] = best_score(record, ctx.cfg.best_metric)
             ctx.best(engine)
-        ctx.regular(engine)
+        tick = self.checkpoint_due(engine)
+        if tick:
+            ctx.regular(engine)
         engine.state.epoch_record = record
         engine.fire_event(RunEvents.EPOCH_RECORDED)
-        self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
+        if tick or result is not None:
+            self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
         if result is not None:
             ctx.evaluator.draw_figures(ctx.run.plots)  # the scores' own figures (nearest.png)
         logger.info("%s", epoch_line(record, ctx.cfg.epochs))
@@ -337,9 +353,17 @@ class EpochEnd:
                ) -> dict[str, Any]:
         epoch = engine.state.epoch
         return {"kind": "epoch", "epoch": epoch, "iteration": engine.state.iteration,
+                "kimg": engine.state.iteration * self.ctx.cfg.batch_size / 1000,
                 "train_seconds": round(seconds, 3), **self.ctx.history.epoch_losses(epoch),
                 **(self.ctx.ada.summary() if self.ctx.ada is not None else {}),
                 **(result or {})}
+
+
+def crossed(engine: Engine, batch_size: int, kimg: float) -> bool:
+    """This epoch end is the first after a multiple of ``kimg`` thousand images shown."""
+    step = max(1, round(kimg * 1000))
+    shown = engine.state.epoch * engine.state.epoch_length * batch_size
+    return shown // step > (shown - engine.state.epoch_length * batch_size) // step
 
 
 def best_score(record: dict[str, Any], metric: str) -> float:

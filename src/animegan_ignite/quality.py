@@ -34,6 +34,15 @@ from .scores import SCORES, Images, Inputs, compute_all, draw_figures
 logger = logging.getLogger(__name__)
 
 
+WHOLE_TRAINING_SET = 1000  # training sets this small are compared with in full
+
+
+def sample_size(n_train: int, n_held_out: int) -> int:
+    """Training faces the memorisation score compares with: as many as the held-out faces, or
+    every one of a small set (a copy of a face left out of the sample would go unseen)."""
+    return n_train if n_train <= WHOLE_TRAINING_SET else min(n_train, n_held_out)
+
+
 def training_sample(train_set: Dataset, n: int) -> Subset:
     """``n`` of the training faces (all of them when there are fewer), the same ones in every
     run on the same data (seeds.TRAINING_SAMPLE): what the memorisation score compares with."""
@@ -56,7 +65,8 @@ class Evaluator:
         self.backbone, self.is_unavailable = choice.backbone, choice.is_unavailable
         self.real_set, self.latents, self.device = real_set, latents, device
         self.cache_dir, self.batch_size, self.progress = cache_dir, batch_size, progress
-        self.train_sample = (training_sample(train_set, len(real_set)) if train_set is not None
+        self.train_sample = (training_sample(train_set, sample_size(len(train_set), len(real_set)))
+                             if train_set is not None
                              and any("training" in s.needs for s in SCORES.values()) else None)
         self._real, self._training = real, None
         self._netG: nn.Module | None = None

@@ -36,7 +36,8 @@ from .checkpoints import (
     resolve_checkpoint,
 )
 from .config import Config, ConfigError, parse_policy
-from .data import Split, iterations_per_epoch, make_split, make_train_loader, stack_images
+from .data import Split, find_images, iterations_per_epoch, make_split, make_train_loader, stack_images
+from .datasize import epochs_for_kimg, fit_to_data
 from .device import check_precision, resolve_device
 from .download import fetch
 from .errors import Terminated, exit_status, print_error
@@ -97,9 +98,10 @@ def launch(cfg: Config) -> None:
 
 
 def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
-    """Check the device, run directory, checkpoint and data set (raises a UserError). Under
-    torchrun only rank 0 checks the output folder (the others may look after rank 0 has
-    started writing to it)."""
+    """Check the device, run directory, checkpoint and data set (raises a UserError), and
+    settle what follows from the data (datasize.py: a small folder's settings, --kimg's
+    epochs). Under torchrun only rank 0 checks the output folder (the others may look after
+    rank 0 has started writing to it)."""
     device = resolve_device(cfg.device)
     check_precision(cfg.precision, device)
     checkpoint = None
@@ -108,20 +110,29 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         check_output_path(run_dir, "--resume", folder=True)
         RunDir(run_dir).check_layout()
         checkpoint = _resume_point(cfg, RunDir(run_dir))
+        if checkpoint is not None:
+            cfg = epochs_for_kimg(cfg, checkpoint["trainer"]["epoch_length"])
+            _check_not_complete(cfg, RunDir(run_dir), checkpoint)
     else:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
     if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
         check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)
     if cfg.download:  # the run's settings name the downloaded folder (what --resume reads)
+        given = cfg.given
         cfg = dataclasses.replace(cfg, data_dir=str(fetch(cfg.download, cache_folder(cfg.cache_dir))),
                                   download=None)
+        cfg.given = given
+    if not cfg.synthetic:
+        cfg = fit_to_data(cfg, len(find_images(cfg.data_dir)))
     cache = cache_folder(cfg.cache_dir) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
                        progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers,
                        fresh=cfg.synthetic_fresh)
+    epoch_length = iterations_per_epoch(len(split.train), cfg.batch_size, cfg.world_size)
     if checkpoint is not None:
-        _check_epoch_length(checkpoint, iterations_per_epoch(len(split.train), cfg.batch_size,
-                                                             cfg.world_size))
+        _check_epoch_length(checkpoint, epoch_length)
+    else:
+        cfg = epochs_for_kimg(cfg, epoch_length)
     return Plan(cfg, device, RunDir(run_dir), split, checkpoint)
 
 
@@ -133,14 +144,18 @@ def _resume_point(cfg: Config, run: RunDir) -> dict[str, Any] | None:
     if Path(cfg.resume).is_dir() and not run.regular_checkpoints():
         logger.info("%s has no checkpoint yet: training it from the beginning", run)
         return None
-    checkpoint = load_checkpoint(resolve_checkpoint(cfg.resume))
+    return load_checkpoint(resolve_checkpoint(cfg.resume))
+
+
+def _check_not_complete(cfg: Config, run: RunDir, checkpoint: dict[str, Any]) -> None:
     iteration = checkpoint_iteration(checkpoint)
     done, partial = divmod(iteration, checkpoint["trainer"]["epoch_length"])
     complete = done > cfg.epochs or (done == cfg.epochs and History(run.root).ended_at(iteration))
     if complete and not partial:
+        more = (f"--kimg N with N > {cfg.kimg:g}" if cfg.kimg is not None
+                else f"--epochs N with N > {done}")
         raise ConfigError(f"--resume {cfg.resume}: the run already finished {done} epochs; "
-                          f"pass --epochs N with N > {done} to train longer")
-    return checkpoint
+                          f"pass {more} to train longer")
 
 
 def _check_epoch_length(checkpoint: dict[str, Any], epoch_length: int) -> None:
