@@ -116,3 +116,15 @@ def test_cadences_in_kimg_resume_exactly_after_sigkill(image_dir, tmp_path):
     for run in ("whole", "cut"):
         epochs = split_history(read_history(tmp_path / run))[1]
         assert [e["epoch"] for e in epochs if "fid" in e] == [2, 4, 5], run
+
+
+def test_a_run_counted_in_images_draws_its_scores_against_kimg(image_dir, tmp_path):
+    from animegan_ignite.figures import _x_key
+    from animegan_ignite.rundir import RunDir
+
+    _run(image_dir, tmp_path / "k", "--kimg", "0.2")
+    _run(image_dir, tmp_path / "e", "--epochs", "2")
+    epochs = split_history(read_history(tmp_path / "k"))[1]
+    assert _x_key(RunDir(tmp_path / "k"), epochs) == "kimg"
+    assert _x_key(RunDir(tmp_path / "e"), epochs) == "epoch"
+    assert (tmp_path / "k" / "plots" / "losses.png").is_file()

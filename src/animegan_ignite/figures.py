@@ -149,6 +149,13 @@ def _loss_label(run: RunDir) -> str:
     return OBJECTIVES[_setting(run, "loss") or "bce"].label
 
 
+def _x_key(run: RunDir, epochs: list[dict]) -> str:
+    """The scores' x axis: thousands of images for a run whose length is in them (--kimg),
+    else epochs (and for records written before they carried ``kimg``)."""
+    in_kimg = _setting(run, "kimg") is not None and all("kimg" in e for e in epochs)
+    return "kimg" if in_kimg else "epoch"
+
+
 def _evaluated(epochs: list[dict]) -> list[dict]:
     return [e for e in epochs if e.get("fid") is not None]
 
@@ -172,15 +179,17 @@ def _why_missing(epochs: list[dict], fields: list[Field]) -> str:
     return "not in this run's history (written before this score existed) or too few images"
 
 
-def draw_panel(ax, epochs: list[dict], title: str, fields: list[Field]) -> None:
-    """One panel of the scores (scores.panels): each field per evaluated epoch, its ± spread as
-    a band, its reference line, and the best value of the panel's first field starred."""
+def draw_panel(ax, epochs: list[dict], title: str, fields: list[Field], x_key: str = "epoch"
+               ) -> None:
+    """One panel of the scores (scores.panels): each field per evaluated epoch (against
+    ``x_key``: the epoch, or the thousands of images shown), its ± spread as a band, its
+    reference line, and the best value of the panel's first field starred."""
     drawn = False
     for i, f in enumerate(fields):
         ev = [e for e in _evaluated(epochs) if e.get(f.key) is not None]
         if not ev:
             continue
-        x, y = np.array([e["epoch"] for e in ev]), np.array([e[f.key] for e in ev], dtype=float)
+        x, y = np.array([e[x_key] for e in ev]), np.array([e[f.key] for e in ev], dtype=float)
         ax.plot(x, y, ("o-", "s-", "D-", "^-", "v-")[i % 5], lw=1.8, label=f.label, color=f"C{i}")
         if f.band and all(e.get(f.band) is not None for e in ev):
             spread = np.array([e[f.band] for e in ev], dtype=float)
@@ -188,10 +197,11 @@ def draw_panel(ax, epochs: list[dict], title: str, fields: list[Field]) -> None:
         if f.better and len([g for g in fields if g.better]) == 1:  # one score to rank by
             best = int(np.argmin(y) if f.better == "lower" else np.argmax(y))
             ax.plot(x[best], y[best], "*", color="gold", ms=16, mec="k",
-                    label=f"best: {y[best]:{f.fmt}} (epoch {x[best]})")
+                    label=f"best: {y[best]:{f.fmt}} ({x_key} {x[best]:g})")
         if f.reference is not None:
             ax.axhline(f.reference[0], color="0.4", ls=":", lw=1, label=f.reference[1])
-        _epoch_axis(ax, x)
+        if x_key == "epoch":
+            _epoch_axis(ax, x)
         drawn = True
     if not drawn:
         _unavailable(ax, title, _why_missing(epochs, fields))
@@ -199,18 +209,18 @@ def draw_panel(ax, epochs: list[dict], title: str, fields: list[Field]) -> None:
     better = {f.better for f in fields if f.better}
     hint = f" ({better.pop()} is better)" if len(better) == 1 else ""
     n = _evaluated(epochs)[-1].get("num_generated")
-    ax.set(xlabel="epoch", title=f"{title}{hint}" + (f", {n} generated" if title == "FID" else ""))
+    ax.set(xlabel=x_key, title=f"{title}{hint}" + (f", {n} generated" if title == "FID" else ""))
     ax.legend(loc="best", fontsize=8)
 
 
-def draw_metrics(epochs: list[dict]) -> Figure:
+def draw_metrics(epochs: list[dict], x_key: str = "epoch") -> Figure:
     """plots/metrics.png: one panel per entry of scores.panels(), two per row."""
     shown = panels()
     rows = max(1, math.ceil(len(shown) / 2))
     fig = Figure(figsize=(12, 4.5 * rows))
     axes = fig.subplots(rows, 2, squeeze=False).flat
     for ax, (title, fields) in zip(axes, shown.items(), strict=False):
-        draw_panel(ax, epochs, title, fields)
+        draw_panel(ax, epochs, title, fields, x_key)
     for ax in list(fig.axes)[len(shown):]:
         ax.axis("off")
     return fig
@@ -282,7 +292,8 @@ def _save(fig, path: Path) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
 
 
-def draw_summary(path: Path, iters, epochs, real, fakes, loss_label: str = "loss") -> None:
+def draw_summary(path: Path, iters, epochs, real, fakes, loss_label: str = "loss",
+                 x_key: str = "epoch") -> None:
     """One page with every panel there is data for, for the README."""
     fig = Figure(figsize=(13, 15))
     axes = fig.subplots(3, 2)
@@ -292,7 +303,7 @@ def draw_summary(path: Path, iters, epochs, real, fakes, loss_label: str = "loss
     if _evaluated(epochs):
         shown = panels()
         for ax, title in ((axes[1, 0], "FID"), (axes[1, 1], FIDELITY)):
-            draw_panel(ax, epochs, title, shown[title])
+            draw_panel(ax, epochs, title, shown[title], x_key)
     if real is not None:
         draw_image(axes[2, 0], real, "held-out real faces")
     if fakes is not None:
@@ -328,7 +339,7 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
             ax, iters, epochs, signal if adaptive else None, target)))
     faults.point("plots")
     if _evaluated(epochs):
-        _save(draw_metrics(epochs), out / "metrics.png")
+        _save(draw_metrics(epochs, _x_key(run, epochs)), out / "metrics.png")
         report.written.append(out / "metrics.png")
     else:
         report.missing.append("scores: no evaluated epoch yet (evaluation runs at epoch ends)")
@@ -351,7 +362,8 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
         report.written.append(out / "training.gif")
     else:
         report.missing.append("training GIF: no snapshots yet")
-    draw_summary(out / "summary.png", iters, epochs, real, fakes, _loss_label(run))
+    draw_summary(out / "summary.png", iters, epochs, real, fakes, _loss_label(run),
+                 _x_key(run, epochs))
     report.written.append(out / "summary.png")
     return report
 
