@@ -11,6 +11,8 @@ machine that speeds up or slows down midway affects all alike, medians reported 
               PyTorch tutorial's), after checking both give identical losses;
   augment     the step with DiffAugment at a fixed p = 1 vs adaptive (--augment-p auto, p
               mid-way: every operation masked per image), the demo's width-16 networks;
+  objectives  the same step under each objective with its penalties (bce; bce + lazy R1;
+              rpgan + lazy R1 + R2; wgan-gp), as ratios to the default's;
   trainer     (a) a plain PyTorch loop written like the DCGAN tutorial (ImageFolder +
               DataLoader), (b) this trainer (ignite Engine and every handler of a real run but
               the evaluation), (c) (b) with --cache, (d) (c) with the fastest precision /
@@ -65,7 +67,7 @@ from animegan_ignite.synthetic import SyntheticFaces
 from animegan_ignite.trainer import build_run, make_plan
 
 COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
-SECTIONS = ("startup", "step", "augment", "trainer", "data", "demo", "evaluation")
+SECTIONS = ("startup", "step", "augment", "objectives", "trainer", "data", "demo", "evaluation")
 SEED_EVALUATION_MAX = 1000
 DEFAULT_EVAL = 3000  # the trainer's --eval-size
 QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 100,
@@ -222,6 +224,45 @@ def augment(args: argparse.Namespace) -> dict:
           f"{by_rv * 1000:.1f} ms ({by_rv / fixed:.3f}x)")
     return {"fixed_ms": fixed * 1000, "adaptive_ms": adaptive * 1000, "cost": adaptive / fixed,
             "rv_ms": by_rv * 1000, "rv_cost": by_rv / fixed}
+
+
+# Each objective with its penalties as the candidates of docs/recipes.md run them (the flags of
+# scripts/ablate.py's variants): (--loss, --r1-gamma, --r2-gamma), R1/R2 every 4 steps.
+OBJECTIVE_CONTENDERS = {"bce (default)": ("bce", 0.0, 0.0), "bce + R1": ("bce", 0.1, 0.0),
+                        "rpgan + R1 + R2": ("rpgan", 0.1, 0.1), "wgan-gp": ("wgan-gp", 0.0, 0.0)}
+
+
+def _objective_step_seconds(loss: str, r1: float, r2: float, args: argparse.Namespace) -> float:
+    """Seconds per step of the width-16 networks with DiffAugment under one objective, in an
+    Engine (the penalties are due by its iteration), over a multiple of the lazy interval."""
+    from ignite.engine import Engine
+
+    from animegan_ignite.objectives import penalties
+
+    torch.manual_seed(0)
+    gan = build_gan(100, 16, 16, 5e-4, 0.5, args.device)
+    step = gan_module.make_training_step(gan, loss=loss, augment=DiffAugment(parse_policy(
+        "color,translation")), penalties=penalties(loss, r1, r2, every=4))
+    real = torch.rand(args.batch_size, 3, 64, 64, device=args.device) * 2 - 1
+    engine = Engine(step)
+    engine.run([real] * 4)  # warm-up
+    _sync(args.device)
+    start = time.perf_counter()
+    engine.run([real] * (args.iters * 4))
+    _sync(args.device)
+    return (time.perf_counter() - start) / (args.iters * 4)
+
+
+def objectives(args: argparse.Namespace) -> dict:
+    medians = interleaved_medians("objectives", {
+        name: (lambda c=c: _objective_step_seconds(*c, args))
+        for name, c in OBJECTIVE_CONTENDERS.items()}, args.repeats)
+    base = medians["bce (default)"]
+    print(f"\nObjectives, width-16 networks with DiffAugment, batch {args.batch_size}, median of "
+          f"{args.repeats} x {args.iters * 4} steps (R1/R2 every 4 steps, wgan-gp's every step):")
+    for name, seconds in medians.items():
+        print(f"  {name}: {seconds * 1000:.1f} ms per step ({seconds / base:.2f}x)")
+    return {name: {"ms": seconds * 1000, "cost": seconds / base} for name, seconds in medians.items()}
 
 
 # --- the trainer against a plain loop -----------------------------------------------------------

@@ -146,9 +146,15 @@ def test_the_benchmark_measures_every_section_and_its_ratios_follow_from_its_tim
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert set(result) >= {"startup", "step", "augment", "trainer", "data", "demo", "evaluation"}
+    assert set(result) >= {"startup", "step", "augment", "objectives", "trainer", "data", "demo",
+                           "evaluation"}
     assert result["augment"]["cost"] == pytest.approx(
         result["augment"]["adaptive_ms"] / result["augment"]["fixed_ms"])
+    objectives = result["objectives"]
+    assert objectives["bce (default)"]["cost"] == 1.0 and set(objectives) == {
+        "bce (default)", "bce + R1", "rpgan + R1 + R2", "wgan-gp"}
+    assert objectives["wgan-gp"]["cost"] == pytest.approx(
+        objectives["wgan-gp"]["ms"] / objectives["bce (default)"]["ms"])
     # progress: each section, contender and repeat is announced as it starts
     assert "[trainer] (b) this trainer: repeat 1/1" in r.stderr
     assert "[evaluation] the seed's ignite FID + IS: repeat 1/1" in r.stderr
