@@ -5,7 +5,7 @@ one draws. The numbers are those the project has always used (changing one chang
 results), kept distinct by large odd offsets and multipliers.
 
 - process: ``seed + rank``: each training process's global torch/numpy/Python RNGs (training
-  noise, DiffAugment, data-loader workers; trainer.build_run);
+  noise, DiffAugment, WGAN-GP's interpolation points, data-loader workers; trainer.build_run);
 - weights: ``seed``: DCGAN init, the same on every rank (handlers.init_weights, forked RNG);
 - fixed noise: ``seed``: the 64 snapshot latents (trainer.fixed_noise, own generator);
 - evaluation latents: ``seed + 1,000,003``: the evaluated sample (quality.eval_latents);
