@@ -170,3 +170,12 @@ def test_a_penalised_run_killed_mid_epoch_resumes_to_the_uninterrupted_weights(i
                   for run, n in (("whole", 26), ("cut", 26)))
     assert all(torch.equal(whole[net][k], cut[net][k]) for net in ("netG", "netD")
                for k in whole[net])
+
+
+def test_ada_steered_by_the_sign_of_d_is_refused_where_the_logits_level_is_free():
+    """Under rpgan D's logits on real faces drifted to all negative in a 600-face run (r_t
+    -1.00 at p = 1): r_t means nothing there; r_v, a ratio of differences, still does."""
+    with pytest.raises(ConfigError, match="--ada-signal rv"):
+        make_config(["--loss", "rpgan", "--augment-p", "auto"])
+    assert make_config(["--loss", "rpgan", "--augment-p", "auto", "--ada-signal", "rv"]).adaptive
+    assert make_config(["--loss", "hinge", "--augment-p", "auto"]).adaptive

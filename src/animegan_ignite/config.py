@@ -46,6 +46,8 @@ SEED_MAX = 2**32 - 1  # numpy's seed range, which ignite's manual_seed also seed
 DIFFAUGMENT_POLICIES = ("color", "translation", "cutout")
 # The entries of objectives.OBJECTIVES, named here so that --help does not import torch.
 OBJECTIVE_NAMES = ("bce", "hinge", "rpgan", "wgan-gp")
+# Objectives whose losses see only differences of D's logits, so their level drifts freely.
+SHIFT_FREE_OBJECTIVES = ("rpgan", "wgan-gp")
 # What each ADA signal steers to: r_t's is ADA's; r_v's is chosen from its measured range
 # (docs/recipes.md, "Long runs and adaptive augmentation").
 ADA_TARGETS = {"rt": 0.6, "rv": 0.05}
@@ -420,6 +422,10 @@ class Config:
                             "no --data-dir, and --no-cache")
         if not _is_probability_or_auto(self.augment_p):
             problems.append(f"--augment-p {self.augment_p}: must be auto or a number in [0, 1]")
+        if self.adaptive and self.ada_signal == "rt" and self.loss in SHIFT_FREE_OBJECTIVES:
+            problems.append(f"--augment-p auto steered by r_t reads the sign of D's logits, which "
+                            f"--loss {self.loss} leaves free (only differences count); steer by "
+                            "--ada-signal rv, or use a fixed --augment-p")
         if self.ada_signal == "rv" and self.eval_size == 0:
             problems.append("--ada-signal rv scores held-out faces: it needs --eval-size > 0")
         if problems:

@@ -4,7 +4,8 @@ penalties on D's input gradients, all given D's logits or D itself. The training
 
 Adding an objective is one entry in ``OBJECTIVES`` (its losses on logits, its plot label, and
 a penalty it cannot do without), its name in ``config.OBJECTIVE_NAMES`` (which ``--loss``
-offers without importing torch) and its test.
+offers without importing torch; in ``SHIFT_FREE_OBJECTIVES`` too if its losses see only
+differences of D's logits, which ADA's r_t then cannot read) and its test.
 
 Penalties are zero-centred gradient penalties on D's input (Mescheder et al., 2018): R1 on
 real faces, R2 on generated ones, ``gamma / 2 * E[|grad_x D(x)|^2]``; WGAN-GP's is one-centred
