@@ -84,6 +84,7 @@ def test_kimg_and_epochs_give_the_same_run_for_the_same_length(image_dir, tmp_pa
     # --resume --kimg extends the run to the new total
     r = run_main("train", "--resume", tmp_path / "k", "--kimg", "0.3")
     assert r.returncode == 0, r.stderr
+    assert "epoch 3/3 (0.312/0.3 kimg): Loss_D" in r.stderr
     epochs = split_history(read_history(tmp_path / "k"))[1]
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["kimg"] == pytest.approx(0.312)
 

@@ -343,7 +343,8 @@ class EpochEnd:
             self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
         if result is not None:
             ctx.evaluator.draw_figures(ctx.run.plots)  # the scores' own figures (nearest.png)
-        logger.info("%s", epoch_line(record, ctx.cfg.epochs))
+        if tick or result is not None:  # counted in images, an epoch can be a few iterations
+            logger.info("%s", epoch_line(record, ctx.cfg.epochs, ctx.cfg.kimg))
         warnings = [collapse_warning(record, ctx.history.evaluated()),
                     copying_warning(record)] if result else []
         for warning in filter(None, warnings):
@@ -373,8 +374,9 @@ def best_score(record: dict[str, Any], metric: str) -> float:
     return -math.inf if value is None else -value
 
 
-def epoch_line(record: dict[str, Any], epochs: int) -> str:
-    line = (f"epoch {record['epoch']}/{epochs}: Loss_D {record['loss_d']:.4f}  "
+def epoch_line(record: dict[str, Any], epochs: int, kimg: float | None = None) -> str:
+    shown = f" ({record['kimg']:g}/{kimg:g} kimg)" if kimg is not None else ""
+    line = (f"epoch {record['epoch']}/{epochs}{shown}: Loss_D {record['loss_d']:.4f}  "
             f"Loss_G {record['loss_g']:.4f}")
     timing = f"train {record['train_seconds']:.1f} s"
     if record.get("augment_p") is not None:
