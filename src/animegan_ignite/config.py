@@ -384,6 +384,12 @@ class Config:
     # in code counts as chosen in full.
     given: ClassVar[frozenset[str] | None] = None
 
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (validated as a new Config), keeping what the user chose."""
+        copy = dataclasses.replace(self, **changes)
+        copy.given = self.given
+        return copy
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

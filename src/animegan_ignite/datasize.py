@@ -17,7 +17,6 @@ The rule, for a ``--data-dir`` of n < 3,128 faces (the default 3,000 held out + 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
@@ -64,9 +63,7 @@ def fit_to_data(cfg: Config, n: int) -> Config:
                 "any of them", n, defaults_need(),
                 ", ".join(f"--{flag(k)} {v:g}" if isinstance(v, float) else f"--{flag(k)} {v}"
                           for k, v in chosen.items()))
-    fitted = dataclasses.replace(cfg, **chosen)
-    fitted.given = cfg.given
-    return fitted
+    return cfg.replace(**chosen)
 
 
 def epochs_for_kimg(cfg: Config, epoch_length: int) -> Config:
@@ -78,6 +75,4 @@ def epochs_for_kimg(cfg: Config, epoch_length: int) -> Config:
     epochs = max(1, math.ceil(cfg.kimg * 1000 / per_epoch))
     logger.info("--kimg %g: %d epochs of %d images (%g kimg)", cfg.kimg, epochs, per_epoch,
                 epochs * per_epoch / 1000)
-    fitted = dataclasses.replace(cfg, epochs=epochs)
-    fitted.given = cfg.given
-    return fitted
+    return cfg.replace(epochs=epochs)

@@ -8,7 +8,6 @@ processes (one, N with ``--nproc-per-node``, or one per torchrun rank).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import socket
@@ -118,10 +117,8 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
         check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)
     if cfg.download:  # the run's settings name the downloaded folder (what --resume reads)
-        given = cfg.given
-        cfg = dataclasses.replace(cfg, data_dir=str(fetch(cfg.download, cache_folder(cfg.cache_dir))),
-                                  download=None)
-        cfg.given = given
+        cfg = cfg.replace(data_dir=str(fetch(cfg.download, cache_folder(cfg.cache_dir))),
+                          download=None)
     if not cfg.synthetic:
         cfg = fit_to_data(cfg, len(find_images(cfg.data_dir)))
     cache = cache_folder(cfg.cache_dir) if cfg.cache else None
