@@ -16,8 +16,8 @@ from animegan_ignite.quality import Evaluator, eval_latents
 
 def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
     """Scores of a seeded generator on 24 fixed latents against 30 real images (unequal, so
-    KID's subsets vary and it has a spread), and memorisation against 30 of 50 other images as
-    the training faces; rank 0 writes them."""
+    KID's subsets vary and it has a spread), and memorisation against 50 other images as the
+    training faces (all of them: a set this small is compared with in full); rank 0 writes them."""
     torch.manual_seed(0)
     netG = Generator(nz=16, ngf=8)
     netG.apply(dcgan_weights_init)
