@@ -28,8 +28,18 @@ def shared_faces() -> Path:
     return SHARED_FACES
 
 
-@pytest.fixture
-def big_dir(tmp_path: Path) -> Path:
-    """320 images: 32-image eval set, 288 train = 9 iterations of 32 per epoch."""
-    write_images(tmp_path / "data", 320)
-    return tmp_path / "data"
+@pytest.fixture(scope="session")
+def big_dir(tmp_path_factory) -> Path:
+    """320 images: 32-image eval set, 288 train = 9 iterations of 32 per epoch. One folder per
+    test process, read only: runs on it share its Inception features through `feature_cache`."""
+    root = tmp_path_factory.mktemp("big") / "data"
+    write_images(root, 320)
+    return root
+
+
+@pytest.fixture(scope="session")
+def feature_cache(tmp_path_factory) -> Path:
+    """A --cache-dir shared by the runs of one test process whose subject is not the cache:
+    a run evaluating on big_dir embeds all of its training faces (the memorisation score
+    compares with the whole of a small set), ~150 s on one CPU thread, once instead of per test."""
+    return tmp_path_factory.mktemp("feature_cache")

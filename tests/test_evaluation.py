@@ -33,25 +33,23 @@ def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
 
 
 @pytest.mark.slow
-def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(shared_faces):
+@pytest.mark.xdist_group("real_faces")  # one process embeds the real faces for all three tests
+def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(real_face_features):
     backbone = load_backbone("pool3").backbone
-    files = find_images(shared_faces)
-    tf = default_transform(64)
 
-    def stats_of(images):
+    def stats_of(features):
         s = FeatureStats.empty(2048)
-        for chunk in images.split(64):
-            s.update(backbone.embed(to_uint8(chunk))[0])
+        s.update(features)
         return s.mean_cov()
 
-    half_a = torch.stack([ImageFiles(files[:128], tf)[i][0] for i in range(128)])
-    half_b = torch.stack([ImageFiles(files[3000:3128], tf)[i][0] for i in range(128)])
+    real = real_face_features[0]
     torch.manual_seed(0)
     netG = Generator()
     netG.apply(dcgan_weights_init)
     with torch.no_grad():
         fake = netG.eval()(torch.randn(128, 100, 1, 1))
-    a, b, g = stats_of(half_a), stats_of(half_b), stats_of(fake)
+    a, b = stats_of(real[:128]), stats_of(real[500:628])
+    g = stats_of(torch.cat([backbone.embed(to_uint8(c))[0] for c in fake.split(64)]))
     fid_real_real, fid_real_fake = fid_from_stats(*a, *b), fid_from_stats(*a, *g)
     print(f"FID(real A, real B) = {fid_real_real:.1f}; FID(real A, G at init) = {fid_real_fake:.1f}")
     assert fid_real_real < 0.25 * fid_real_fake
@@ -214,6 +212,7 @@ def real_face_features(shared_faces):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_faces")
 def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
     from animegan_ignite.features import RealFeatures
     from animegan_ignite.scores import COLLAPSE_RATIO, collapse_warning
@@ -236,6 +235,7 @@ def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_faces")
 def test_memorisation_flags_training_faces_fed_back_and_not_new_faces(real_face_features):
     from animegan_ignite.features import RealFeatures
     from animegan_ignite.scores import COPYING_Z

@@ -27,8 +27,9 @@ def _assert_complete(run, epochs):
 
 
 @pytest.mark.slow
-def test_sigkill_during_an_evaluation_then_resume_records_every_epoch_once(big_dir, tmp_path):
-    run, cache = tmp_path / "run", tmp_path / "cache"
+def test_sigkill_during_an_evaluation_then_resume_records_every_epoch_once(big_dir, feature_cache,
+                                                                          tmp_path):
+    run, cache = tmp_path / "run", feature_cache
     log = tmp_path / "faults.log"
     # epoch 2 trained: killed between its evaluation's batches (one batch an evaluation)
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "3",
@@ -44,8 +45,9 @@ def test_sigkill_during_an_evaluation_then_resume_records_every_epoch_once(big_d
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_an_evaluation_resumes_by_finishing_that_epoch_end(big_dir, tmp_path):
-    run, cache = tmp_path / "run", tmp_path / "cache"
+def test_ctrl_c_during_an_evaluation_resumes_by_finishing_that_epoch_end(big_dir, feature_cache,
+                                                                         tmp_path):
+    run, cache = tmp_path / "run", feature_cache
     # epoch 1 trained: Ctrl-C during its evaluation
     proc = start_cli(["--data-dir", big_dir, "--output-dir", run, "--epochs", "2",
                       "--cache-dir", cache, *EVAL], fault="evaluation:1:SIGINT")
@@ -61,8 +63,8 @@ def test_ctrl_c_during_an_evaluation_resumes_by_finishing_that_epoch_end(big_dir
 
 
 @pytest.mark.slow
-def test_resume_from_the_best_checkpoint_continues_from_there(big_dir, tmp_path):
-    run, cache = tmp_path / "run", tmp_path / "cache"
+def test_resume_from_the_best_checkpoint_continues_from_there(big_dir, feature_cache, tmp_path):
+    run, cache = tmp_path / "run", feature_cache
     base = ["--data-dir", big_dir, "--output-dir", run, "--cache-dir", cache, *EVAL]
     assert run_main("train", *base, "--epochs", "3").returncode == 0
     ((best_it, best),) = RunDir(run).best_checkpoints()
@@ -78,8 +80,9 @@ def test_resume_from_the_best_checkpoint_continues_from_there(big_dir, tmp_path)
 
 
 @pytest.mark.slow
-def test_three_resumes_keep_the_latest_two_checkpoints_and_one_best(big_dir, tmp_path):
-    run, cache = tmp_path / "run", tmp_path / "cache"
+def test_three_resumes_keep_the_latest_two_checkpoints_and_one_best(big_dir, feature_cache,
+                                                                     tmp_path):
+    run, cache = tmp_path / "run", feature_cache
     assert run_main("train", "--data-dir", big_dir, "--output-dir", run, "--epochs", "1",
                    "--cache-dir", cache, *EVAL).returncode == 0
     for epochs in (2, 3, 4):
