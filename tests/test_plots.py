@@ -167,7 +167,9 @@ def test_a_run_written_before_the_new_scores_still_plots_and_resumes(finished_ru
         torch.save(checkpoint, path)
     r = plot(run, "--out", tmp_path / "figs")
     assert r.returncode == 0 and (tmp_path / "figs" / "metrics.png").exists(), r.stderr
-    r = run_main("train", "--resume", run, "--epochs", "3", "--cache-dir", run.parent / "cache")
+    # the finished run's cache: its faces' features are not what this test is about
+    r = run_main("train", "--resume", run, "--epochs", "3", "--cache-dir",
+                 finished_run.parent / "cache")
     assert r.returncode == 0, r.stderr[-2000:]
     epochs = split_history(read_history(run))[1]
     assert [e["epoch"] for e in epochs] == [1, 2, 3] and epochs[-1]["kid"] is not None
