@@ -13,6 +13,15 @@ from helpers import SHARED_FACES, write_images
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def default_cache_dir(tmp_path_factory) -> Path:
+    """Runs given no --cache-dir use $ANIMEGAN_CACHE: this test process's own folder, never the
+    developer's ~/.cache/animegan-ignite (the commands it starts inherit the variable)."""
+    folder = tmp_path_factory.mktemp("default_cache")
+    os.environ["ANIMEGAN_CACHE"] = str(folder)
+    return folder
+
+
 @pytest.fixture
 def image_dir(tmp_path: Path) -> Path:
     """A folder of 120 small JPEG faces."""
