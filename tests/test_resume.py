@@ -13,8 +13,8 @@ from animegan_ignite.rundir import RunDir
 # 310 training images of big_dir in batches of 32: 9 iterations per epoch; FID on 10 images.
 EVAL = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0", "--no-progress",
         "--eval-size", "10", "--inception-weights", "pool3"]
-# The four evaluating runs on big_dir share one test process, so its 288 training faces go
-# through Inception once (~150 s on one thread) for all four instead of once per process.
+# The four evaluating runs on big_dir share one test process, so its training faces go through
+# Inception once for all four instead of once per process (feature_cache).
 ON_BIG_DIR = pytest.mark.xdist_group("big_dir_evaluations")
 
 
