@@ -98,7 +98,7 @@ VARIANTS: dict[str, list[str]] = {
     "default_ema": ["--recipe", "diffaug-cosine", *EMA],
     "default_r1": ["--recipe", "diffaug-cosine", "--r1-gamma", "0.1"],
     "default_rpgan": ["--recipe", "diffaug-cosine", *RPGAN],
-    "default_rpgan_b0": ["--recipe", "diffaug-cosine", *RPGAN, "--beta1", "0", "--beta2", "0.99"],
+    "default_rpgan_b0": ["--recipe", "r3gan"],
     "default_rpgan_nobn": ["--recipe", "diffaug-cosine", *RPGAN, "--no-d-batchnorm"],
     "default_r1_g1": ["--recipe", "diffaug-cosine", "--r1-gamma", "1"],
     "default_rpgan_g1": ["--recipe", "diffaug-cosine", "--loss", "rpgan", "--r1-gamma", "1",

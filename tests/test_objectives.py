@@ -133,6 +133,9 @@ def test_the_recipe_settings_reach_the_config_and_are_checked():
     default = make_config([])
     assert (default.beta2, default.reg_every, default.r1_gamma, default.d_batchnorm) == (
         0.999, 4, 0.0, True)
+    r3gan = make_config(["--data-dir", "d", "--recipe", "r3gan"])
+    assert (r3gan.loss, r3gan.r1_gamma, r3gan.r2_gamma, r3gan.beta1, r3gan.beta2, r3gan.lr_decay,
+            r3gan.diffaugment) == ("rpgan", 0.1, 0.1, 0.0, 0.99, "cosine", "color,translation")
     for bad, words in ((["--loss", "wgan"], "--loss"), (["--r1-gamma", "-1"], "--r1-gamma"),
                        (["--reg-every", "0"], "--reg-every")):
         with pytest.raises(ConfigError, match=words):
