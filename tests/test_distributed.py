@@ -173,13 +173,16 @@ with idist.Parallel(backend="gloo", nproc_per_node=2) as p:
     evaluate("rank1_cached")  # rank 0 sees none: every rank computes
 
 
-@pytest.mark.parametrize("steer", ["rt", "rv"])
-def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_after_sigkill(
-        image_dir, tmp_path, steer):
-
+def _ada(steer: str) -> list[str]:
     # rv: each rank scores its own held-out batch; the means, like r_t's, are all-reduced
-    ada = ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none", "--ada-signal", steer,
-           "--ada-target", "0.01" if steer == "rv" else "0.6"]
+    return ["--augment-p", "auto", "--ada-kimg", "0.2", "--lr-decay", "none", "--ada-signal", steer,
+            "--ada-target", "0.01" if steer == "rv" else "0.6"]
+
+
+@pytest.mark.parametrize("steer", ["rt", "rv"])
+def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly(image_dir, tmp_path,
+                                                                            steer):
+    ada = _ada(steer)
     whole = _train_2_procs(["--data-dir", str(image_dir), *ada, "--output-dir", str(tmp_path / "a"),
                             "--checkpoint-every", "5"], tmp_path / "whole")
     ranks = [whole["output_rank0"], whole["output_rank1"]]
@@ -191,8 +194,12 @@ def test_adaptive_augmentation_sets_one_p_on_both_ranks_and_resumes_exactly_afte
         assert str(inside[key]) == str(whole[key]) if key.startswith("output") else all(
             torch.equal(whole[key][k], inside[key][k]) for k in whole[key]), key
 
-    # the same through the command, killed (the whole process group) by SIGKILL mid-run
-    args = ["--data-dir", str(image_dir), *ARGS, "--nproc-per-node", "2", *ada,
+
+def test_an_adaptive_2_process_run_killed_by_sigkill_resumes_exactly(image_dir, tmp_path):
+    """Through the command, the whole process group killed mid-run. Steered by r_v: its
+    controller keeps r_t's state (p, the interval's sums) and also draws held-out batches, so
+    it resumes all that an r_t run does and more."""
+    args = ["--data-dir", str(image_dir), *ARGS, "--nproc-per-node", "2", *_ada("rv"),
             "--checkpoint-every", "5"]
     assert run_cli("train", *args, "--output-dir", tmp_path / "c").returncode == 0
     log = tmp_path / "faults.log"
