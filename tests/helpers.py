@@ -134,7 +134,7 @@ def start_cli(args, module: str = "train", fault: str | None = None, fault_log: 
 
 def phases_passed(fault_log: Path) -> list[str]:
     """The fault points a run passed, in order (the last one is where a kill landed)."""
-    return fault_log.read_text().split()
+    return [line.split()[0] for line in fault_log.read_text().splitlines()]
 
 
 def start_serve(checkpoint: Path) -> tuple[subprocess.Popen, str]:

@@ -3,9 +3,10 @@ with ``ANIMEGAN_FAULT`` set to ``PHASE:N:SIGNAL[:TARGET]`` (e.g. ``evaluation:3:
 training process sends SIGNAL (to itself, its process group or its parent, see :func:`parse`)
 the N-th time it passes the point named PHASE, so a stop lands exactly there, whatever the
 machine's speed, and can be replayed;
-with ``ANIMEGAN_FAULT_LOG`` set to a file, each pass is appended to it (how the check learns
-where a run can be stopped). Without them every point is a no-op. The points, in the order a
-run passes them:
+with ``ANIMEGAN_FAULT_LOG`` set to a file, each pass is appended to it as ``PHASE ITERATION``
+(the training iterations finished by then: how the check learns where, and in which epoch, a
+run can be stopped). Without them every point is a no-op. The points, in the order a run
+passes them:
 
 - ``start``: the run folder is made, nothing trained yet;
 - ``iteration``: inside an iteration, after the step, before its handlers;
@@ -46,12 +47,15 @@ def parse(spec: str) -> tuple[str, int, int, str]:
 
 _passed: Counter[str] = Counter()
 _counting: list[str | None] = [None]  # the spec the counts are for
+_iteration = [0]  # training iterations finished, as the last point that knew said
 
 
-def point(phase: str) -> None:
+def point(phase: str, iteration: int | None = None) -> None:
     """Count a pass of ``phase`` (in the first training process, where several run); log it
-    and send the configured signal on the configured pass. The variables are read at each
-    pass, not at import: a process forked from another sees its own."""
+    and send the configured signal on the configured pass. ``iteration``: the iterations
+    finished, where the caller knows (the start, each iteration); the other points are logged
+    with the last one given. The variables are read at each pass, not at import: a process
+    forked from another sees its own."""
     spec, log = os.environ.get("ANIMEGAN_FAULT"), os.environ.get("ANIMEGAN_FAULT_LOG")
     if not (spec or log) or os.environ.get("RANK", "0") != "0":
         return
@@ -59,9 +63,11 @@ def point(phase: str) -> None:
         _counting[0] = (spec, log)
         _passed.clear()
     _passed[phase] += 1
+    if iteration is not None:
+        _iteration[0] = iteration
     if log:
         with open(log, "a") as f:
-            f.write(f"{phase}\n")
+            f.write(f"{phase} {_iteration[0]}\n")
     if spec and parse(spec)[:2] == (phase, _passed[phase]):
         _, _, signum, target = parse(spec)
         if target == "group":

@@ -115,7 +115,8 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
 
     if ctx.cfg.lr_decay == "cosine":
         trainer.add_event_handler(Events.ITERATION_STARTED, decay_lr, ctx)
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda _: faults.point("iteration"))
+    trainer.add_event_handler(Events.ITERATION_COMPLETED,
+                              lambda e: faults.point("iteration", e.state.iteration))
     trainer.add_event_handler(Events.ITERATION_COMPLETED, stop_on_nan)
     if ctx.ada is not None:
         trainer.add_event_handler(Events.ITERATION_COMPLETED, ctx.ada)

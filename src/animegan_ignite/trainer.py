@@ -240,7 +240,7 @@ def training(plan: Plan) -> tuple[Engine, GAN]:
             cleanup.enter_context(log_to_file(plan.run))
         run = build_run(plan)
         cleanup.callback(run.ctx.close)
-        faults.point("start")
+        faults.point("start", run.engine.state.iteration)
         if plan.checkpoint and run.engine.state.iteration == cfg.epochs * run.engine.state.epoch_length:
             finish(run.engine, run.ctx)  # resumed after its last iteration: its end only
             return run.engine, run.gan
