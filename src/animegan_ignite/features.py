@@ -56,8 +56,9 @@ class Embeddings(Metric):
     order of the images, on every rank: the input of every score. Computed once per run of
     the engine, however many scores read it."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, num_features: int = NUM_FEATURES) -> None:
         self._cached: dict[str, torch.Tensor | None] | None = None
+        self.num_features = num_features
         super().__init__(output_transform=lambda out: out, device=device)
 
     @reinit__is_reduced
@@ -76,7 +77,7 @@ class Embeddings(Metric):
     def compute(self) -> dict[str, torch.Tensor | None]:
         if self._cached is None:
             features = _gather_rows(torch.cat(self._features) if self._features else
-                                    torch.zeros(0, NUM_FEATURES, device=self._device))
+                                    torch.zeros(0, self.num_features, device=self._device))
             logits = _gather_rows(torch.cat(self._logits)) if self._logits else None
             self._cached = {"features": features, "logits": logits}
         return self._cached
@@ -203,7 +204,7 @@ def embedding_engine(backbone: Backbone, draw: Callable[[Any], torch.Tensor],
 
     engine = Engine(step)
     engine.logger.setLevel(logging.WARNING)  # ignite's per-run INFO lines are noise here
-    embeddings = Embeddings(device)
+    embeddings = Embeddings(device, backbone.num_features)
     embeddings.attach(engine, "embeddings")
     if progress and idist.get_rank() == 0:
         ProgressBar(desc=desc, persist=False).attach(engine)

@@ -323,8 +323,14 @@ class EpochEnd:
                 or crossed(engine, cfg.batch_size, cfg.checkpoint_every_kimg))
 
     def __call__(self, engine: Engine, train_seconds: float | None = None) -> None:
-        ctx, epoch = self.ctx, engine.state.epoch
         seconds = self.timer.value() if train_seconds is None else train_seconds
+        # Streams of its own: done once, or cut short and done again on resume, the epoch end
+        # leaves the next epoch the same random streams (its checkpoints hold training's).
+        with self.ctx.run_state.own_streams(seeds.epoch_end(self.ctx.cfg.seed)):
+            self.run(engine, seconds)
+
+    def run(self, engine: Engine, seconds: float) -> None:
+        ctx, epoch = self.ctx, engine.state.epoch
         result = ctx.evaluator(ctx.sampler_net) if self.due(engine) else None  # every rank
         ctx.run_state.before_save(engine, seconds, every_rank=True)
         if not ctx.is_writer:

@@ -12,7 +12,9 @@ What a checkpoint needs beyond the models, optimizers, GradScalers and EMA (whic
 - :func:`stop_point`: where a requested stop (signals.py) is acted on, so the state saved then
   is whole;
 - :func:`restore`: loads a checkpoint into every object and tells a rank that has no saved
-  RNG state (a second Ctrl-C's checkpoint of a multi-process run) that its noise stream is new.
+  RNG state (a second Ctrl-C's checkpoint of a multi-process run) that its noise stream is new;
+- :meth:`RunState.own_streams`: the work between epochs (evaluation, figures, plots) on random
+  streams of its own, so that whether it ran, ran twice or was cut short never moves training's.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import itertools
 import logging
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
@@ -55,9 +59,8 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(i) for i in x) if isinstance(x, (list, tuple)) else x
 
 
-def gather_rng() -> list[dict[str, Any]]:
-    """Every process's RNG states, in rank order (a collective: all processes call it)."""
-    state = capture_rng()
+def gather_rng(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every process's ``state``, in rank order (a collective: all processes call it)."""
     return [state] if idist.get_world_size() == 1 else list(idist.all_gather(state))
 
 
@@ -65,9 +68,10 @@ class RunState:
     """The parts of a run that are not a module or optimizer, as a state_dict object.
 
     ``rng_states`` (one entry per rank; None where a rank's state could not be collected) and
-    ``epoch_seconds`` are set just before each save (:meth:`before_save`). Loading restores
-    this process's own RNG state (kept as ``loaded_rng``); ``rng_missing`` says when the
-    checkpoint had none for this rank."""
+    ``epoch_seconds`` are set just before each save (:meth:`before_save`): training's streams,
+    also when the save happens inside :meth:`own_streams`. Loading restores this process's own
+    RNG state (kept as ``loaded_rng``); ``rng_missing`` says when the checkpoint had none for
+    this rank."""
 
     def __init__(self, fixed_noise: torch.Tensor, model_config: dict[str, Any]) -> None:
         self.fixed_noise = fixed_noise
@@ -77,15 +81,34 @@ class RunState:
         self.saved_world_size = 1
         self.rng_missing = False
         self.loaded_rng: dict[str, Any] | None = None
+        self.training_rng: dict[str, Any] | None = None  # set inside own_streams
+
+    @contextmanager
+    def own_streams(self, seed: int) -> Iterator[None]:
+        """Run the block on torch's, Python's and NumPy's random streams seeded by ``seed``
+        (seeds.epoch_end), then put training's back, however the block ends (a stop raised
+        inside it included). What it draws (a DataLoader's worker seed, a library's sampling)
+        is then a function of ``seed`` alone, and training after it continues exactly as if
+        the block had not run: an epoch end evaluated once, or cut short and done again by the
+        resumed run, leaves the next epoch the same streams."""
+        saved, saved_numpy = capture_rng(), np.random.get_state()
+        self.training_rng = saved
+        manual_seed(seed)
+        try:
+            yield
+        finally:
+            self.training_rng = None
+            restore_rng(saved)
+            np.random.set_state(saved_numpy)
 
     def before_save(self, engine: Engine, seconds: float, every_rank: bool) -> None:
         """The RNG states and epoch seconds the next checkpoint holds. ``every_rank``: all
         processes are here (a collective gathers theirs); else (an interruption, when the
         others may be inside a collective) rank 0's state at its last finished iteration."""
         if every_rank:
-            self.rng_states = gather_rng()
+            self.rng_states = gather_rng(self.training_rng or capture_rng())
         else:
-            rng = getattr(engine.state, "completed_rng", None) or capture_rng()
+            rng = self.training_rng or getattr(engine.state, "completed_rng", None) or capture_rng()
             self.rng_states = [rng] + [None] * (idist.get_world_size() - 1)
         self.epoch_seconds = seconds
 

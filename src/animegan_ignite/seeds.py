@@ -9,6 +9,8 @@ results), kept distinct by large odd offsets and multipliers.
 - weights: ``seed``: DCGAN init, the same on every rank (handlers.init_weights, forked RNG);
 - fixed noise: ``seed``: the 64 snapshot latents (trainer.fixed_noise, own generator);
 - evaluation latents: ``seed + 1,000,003``: the evaluated sample (quality.eval_latents);
+- epoch end: ``seed + 2 x 1,000,003``: what the work between epochs draws (evaluation,
+  figures, plots; handlers.EpochEnd, in resume.RunState.own_streams), the same on every rank;
 - latent blocks: ``(seed x 1,000,003 + k) mod 2^63``: animegan-generate's faces, block k of
   1,024 (faces.latents);
 - fresh stream: ``(seed x 1,000,003 + rank x 7,919 + iteration) mod 2^32``: a resumed rank whose
@@ -44,6 +46,10 @@ def fixed_noise(seed: int) -> int:
 
 def eval_latents(seed: int) -> int:
     return seed + BIG
+
+
+def epoch_end(seed: int) -> int:
+    return seed + 2 * BIG
 
 
 def latent_block(seed: int, k: int) -> int:
