@@ -22,6 +22,8 @@ machine that speeds up or slows down midway affects all alike, medians reported 
               vs --workers processes;
   demo        one synthetic-demo epoch with the faces drawn every epoch by the workers vs drawn
               once into memory (what --cache does on the demo);
+  backend     the feature network (--inception-weights) on torch vs on ONNX Runtime
+              (--eval-backend), the same images: images/s and the largest feature difference;
   evaluation  one epoch-end evaluation of --eval-size images with this project's evaluator
               (cached real features, one Inception pass per generated image) vs ignite's FID +
               InceptionScore as the seed notebook used them, on the same backbone (up to 1,000
@@ -67,13 +69,14 @@ from animegan_ignite.synthetic import SyntheticFaces
 from animegan_ignite.trainer import build_run, make_plan
 
 COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
-SECTIONS = ("startup", "step", "augment", "objectives", "trainer", "data", "demo", "evaluation")
+SECTIONS = ("startup", "step", "augment", "objectives", "trainer", "data", "demo", "backend",
+            "evaluation")
 SEED_EVALUATION_MAX = 1000
 DEFAULT_EVAL = 3000  # the trainer's --eval-size
 QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 100,
-         "demo_faces": 800, "faces": 1500}
+         "demo_faces": 800, "faces": 1500, "backend_images": 100}
 FULL = {"batch_size": 128, "warmup": 3, "iters": 20, "repeats": 5, "eval_size": 500,
-        "demo_faces": 2528, "faces": 6000}
+        "demo_faces": 2528, "faces": 6000, "backend_images": 500}
 
 
 def say(message: str) -> None:
@@ -343,7 +346,8 @@ def _throughput(flags: list[str], args: argparse.Namespace) -> float:
 def speed_options(device: torch.device) -> list[Speed]:
     """The precision / memory-format / compile settings (d) chooses from on ``device``."""
     if device.type != "cuda":
-        return [Speed("fp32", channels_last=True), Speed("bf16")]
+        return [Speed("fp32", channels_last=True), Speed("bf16"),
+                Speed("fp32", channels_last=True, compile=True)]
     half = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # T4: fp16
     return [Speed("fp32", channels_last=True), Speed("fp16"), Speed(half, channels_last=True),
             Speed(half, channels_last=True, compile=True)]
@@ -458,6 +462,44 @@ def demo(args: argparse.Namespace) -> dict:
     print(f"  faces drawn every epoch by the workers: {every:.2f} s")
     print(f"  faces drawn once into memory (--cache): {cached:.2f} s ({every / cached:.2f}x faster)")
     return {"drawn_every_epoch_s": every, "drawn_once_s": cached, "speedup": every / cached}
+
+
+# --- where the feature network runs -------------------------------------------------------------
+
+
+def backend(args: argparse.Namespace) -> dict:
+    """The feature network on torch and on ONNX Runtime (its export made first, and timed):
+    images/s on the same real faces in the evaluator's batches of 100, and how far apart the
+    two sets of features (and logits) are."""
+    from animegan_ignite.onnx_backend import onnxruntime_version
+
+    split = make_split(args.data_dir, 0, 1, 999)
+    images = torch.stack([to_uint8(split.train[i][0]) for i in range(args.backend_images)])
+    on_torch = load_backbone(args.inception_weights, "cpu", "torch").backbone
+    started = time.perf_counter()
+    on_onnx = load_backbone(args.inception_weights, "cpu", "onnxruntime", args.cache_dir).backbone
+    export_s = time.perf_counter() - started
+
+    def rate(backbone) -> float:
+        start = time.perf_counter()
+        for batch in images.split(100):
+            backbone.embed(batch)
+        return len(images) / (time.perf_counter() - start)
+
+    rate(on_onnx)  # ONNX Runtime's first run allocates its buffers
+    medians = interleaved_medians("backend", {"torch": lambda: rate(on_torch),
+                                              "onnxruntime": lambda: rate(on_onnx)}, args.repeats)
+    gaps = [max((a - b).abs().max().item() for a, b in zip(
+        on_torch.embed(batch), on_onnx.embed(batch), strict=True) if a is not None)
+        for batch in images.split(100)]
+    t, o = medians["torch"], medians["onnxruntime"]
+    print(f"\nthe feature network ({on_torch.name}), {len(images)} real faces in batches of 100, "
+          f"{torch.get_num_threads()} threads, median of {args.repeats}:")
+    print(f"  torch {torch.__version__}: {t:.1f} images/s; onnxruntime {onnxruntime_version()}: "
+          f"{o:.1f} images/s ({o / t:.2f}x); largest feature difference {max(gaps):.2e}; "
+          f"the export took {export_s:.1f} s (once, then cached)")
+    return {"network": on_torch.name, "torch_images_per_s": t, "onnxruntime_images_per_s": o,
+            "speedup": o / t, "max_abs_difference": max(gaps), "export_s": export_s}
 
 
 # --- the evaluation -----------------------------------------------------------------------------
@@ -610,6 +652,7 @@ def main() -> None:
     p.add_argument("--eval-size", type=int)
     p.add_argument("--demo-faces", type=int, help="synthetic faces in the demo section")
     p.add_argument("--faces", type=int, help="faces written when there is no --data-dir")
+    p.add_argument("--backend-images", type=int, help="faces in the backend section")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--inception-weights", default="pool3")
     p.add_argument("--out", help="write the results as JSON here")
@@ -629,7 +672,7 @@ def main() -> None:
                "settings": {k: getattr(args, k) for k in (*QUICK, "workers")}}
     with tempfile.TemporaryDirectory() as tmp:
         args.cache_dir = Path(tmp) / "cache"  # the trainer's decoded images, once per benchmark
-        if args.data_dir is None and {"trainer", "data", "evaluation"} & set(sections):
+        if args.data_dir is None and {"trainer", "data", "backend", "evaluation"} & set(sections):
             say(f"[setup] writing {args.faces} synthetic faces as JPEG files")
             write_demo_faces(Path(tmp), args.faces)
             args.data_dir = tmp

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_FACES, write_images
+from helpers import SHARED_FACES, TINY_FEATURES, write_images
 
 # Two xdist workers share the 2 cores: one thread per process (and per command it starts) keeps
 # them from oversubscribing the cores. Set before torch is first imported, so torch obeys it.
@@ -20,6 +20,23 @@ def default_cache_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("default_cache")
     os.environ["ANIMEGAN_CACHE"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_features() -> None:
+    """Every run a test starts (in this process or as a process of its own, and in fixtures of
+    any scope) embeds images with the tiny stand-in for Inception (inception.TinyFeatures):
+    Inception costs seconds per image batch on a CPU, and most tests are about what happens
+    around the scores. A test of the Inception networks themselves, or of scores on them, is
+    marked ``inception`` (see ``real_inception``)."""
+    os.environ[TINY_FEATURES] = "tiny"
+
+
+@pytest.fixture(autouse=True)
+def real_inception(request, monkeypatch) -> None:
+    """The real networks for a test marked ``inception``."""
+    if request.node.get_closest_marker("inception") is not None:
+        monkeypatch.delenv(TINY_FEATURES)
 
 
 @pytest.fixture
@@ -52,3 +69,24 @@ def feature_cache(tmp_path_factory) -> Path:
     a run evaluating on big_dir embeds all of its training faces (the memorisation score
     compares with the whole of a small set), ~150 s on one CPU thread, once instead of per test."""
     return tmp_path_factory.mktemp("feature_cache")
+
+
+@pytest.fixture(scope="session")
+def standard_weights_file(tmp_path_factory):
+    """A weights file in torch-fidelity's format with random values, so the real loading path
+    runs offline (the real file is a 91 MB download). Only building the architecture skips the
+    load; the code under test then loads this file strictly."""
+    import torch
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save({}, folder / "empty.pth")
+    original = FeatureExtractorInceptionV3.load_state_dict
+    FeatureExtractorInceptionV3.load_state_dict = lambda self, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],
+                                          feature_extractor_weights_path=str(folder / "empty.pth"))
+    finally:
+        FeatureExtractorInceptionV3.load_state_dict = original
+    torch.save(net.state_dict(), folder / "weights.pth")
+    return folder / "weights.pth"

@@ -64,3 +64,15 @@ def train_and_dump_rng(local_rank: int, plan, dump_dir: str) -> None:
     """Train, then save this rank's final weights and the RNG state it would draw from next."""
     train_and_dump(local_rank, plan, dump_dir)
     torch.save(torch.get_rng_state(), Path(dump_dir) / f"rng_rank{idist.get_rank()}.pt")
+
+
+def embed_on_onnx_runtime(local_rank: int, cache_dir: str, out_prefix: str) -> None:
+    """The pool3 network on ONNX Runtime from ``cache_dir`` (rank 0 exports it, the other waits),
+    then two seeded images' features, saved per rank."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format=f"rank{idist.get_rank()} %(message)s")
+    backbone = load_backbone("pool3", backend="onnxruntime", cache_dir=Path(cache_dir)).backbone
+    torch.manual_seed(0)
+    features, _ = backbone.embed(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    torch.save(features, f"{out_prefix}{idist.get_rank()}.pt")

@@ -26,6 +26,19 @@ SHARED_FACES = REPO.parent / "shared" / "data" / "anime-faces-64"
 TINY = ["--ngf", "8", "--ndf", "8", "--batch-size", "8", "--num-workers", "0", "--no-progress"]
 # For tests of training itself: no FID/IS (Inception on 2 CPU cores costs seconds per image batch).
 NO_EVAL = ["--eval-every", "0"]
+# Set for every test (conftest.py) but those marked ``inception``: the tests' tiny features.
+TINY_FEATURES = "ANIMEGAN_TEST_FEATURES"
+
+
+@contextlib.contextmanager
+def inception_network():
+    """The real Inception networks inside the block (for a fixture that embeds with them)."""
+    saved = os.environ.pop(TINY_FEATURES, None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ[TINY_FEATURES] = saved
 
 
 def write_images(folder: Path, n: int, size: int = 64, seed: int = 0, ext: str = ".jpg") -> list[Path]:

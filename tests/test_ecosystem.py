@@ -193,6 +193,7 @@ def test_folder_fid_equals_torchmetrics_on_the_same_images(two_folders, tmp_path
 
 
 @pytest.mark.slow
+@pytest.mark.inception  # the statistics file is pytorch-fid's: 2048-d pool3 statistics
 def test_saved_statistics_used_as_real_give_the_same_fid(two_folders, tmp_path):
     real, fake = two_folders
     base = ["--inception-weights", "pool3", "--cache-dir", tmp_path / "cache", "--json"]

@@ -267,6 +267,10 @@ class Config:
     inception_weights: str = setting("auto", str, "evaluation", "auto (torch hub cache, else a "
                                      "download, else the offline FID-only network), pool3 "
                                      "(offline, no IS) or the standard weights file", lo=1)
+    eval_backend: str = setting("auto", str, "evaluation", "where the Inception network runs: "
+                                "auto (ONNX Runtime on a CPU, torch on a GPU), torch or "
+                                "onnxruntime (same features, 2-3x faster on a CPU)",
+                                choices=("auto", "torch", "onnxruntime"))
     # run and checkpoints
     output_dir: str | None = _path("run", "run directory", shown="runs/<timestamp>")
     resume: str | None = _path("run", "continue a run: its folder (latest checkpoint) or one "

@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "0 for --real/--fake)")
     p.add_argument("--inception-weights", default=default_of("inception_weights"),
                    help="auto, pool3 or a weights file")
-    p.add_argument("--cache-dir", help="real-features cache folder")
+    p.add_argument("--eval-backend", default=default_of("eval_backend"),
+                   choices=["auto", "torch", "onnxruntime"], help="where the Inception network "
+                   "runs: auto (ONNX Runtime on a CPU, torch on a GPU), torch or onnxruntime")
+    p.add_argument("--cache-dir", help="real-features (and ONNX export) cache folder")
     p.add_argument("--batch-size", type=int, default=default_of("eval_batch_size"),
                    help="images per Inception batch")
     p.add_argument("--device", default=default_of("device"), choices=["auto", "cpu", "cuda"])

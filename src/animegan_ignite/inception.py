@@ -34,6 +34,7 @@ from torch import nn
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
 from .errors import UserError
+from .paths import cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +54,28 @@ class BackboneError(UserError):
 
 class Backbone(nn.Module):
     """uint8 images ``(N, 3, H, W)`` -> (pool3 features ``(N, 2048)``, logits ``(N, 1008)`` or
-    None), from one forward pass. ``images_seen`` counts every image embedded."""
+    None), from one forward pass. ``images_seen`` counts every image embedded.
+
+    A forward pass is :meth:`prepare` (what stays in torch: the resize, where the network takes
+    299x299 floats) and then ``network``, the part an inference runtime can take over
+    (onnx_backend.py): the two outputs, or the features alone."""
 
     name: str = ""
     has_logits: bool = False
     num_features: int = NUM_FEATURES
+    runtime = f"torch {torch.__version__}"
+    exportable = True  # its network can run on ONNX Runtime
+    network: nn.Module
 
     def __init__(self) -> None:
         super().__init__()
         self.images_seen = 0
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return images
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return split_outputs(self.network(self.prepare(images)))
 
     def embed(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
@@ -71,8 +85,15 @@ class Backbone(nn.Module):
             return self.forward(images)
 
 
+def split_outputs(out: torch.Tensor | tuple[torch.Tensor, ...]
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A network's outputs as (features, logits or None)."""
+    return (out[0], out[1]) if isinstance(out, (tuple, list)) else (out, None)
+
+
 class StandardInception(Backbone):
-    """torch-fidelity's TF-Inception port with its weights: features and logits."""
+    """torch-fidelity's TF-Inception port with its weights: features and logits. Its network
+    takes the uint8 images itself (torch-fidelity resizes inside it)."""
 
     has_logits = True
 
@@ -81,13 +102,9 @@ class StandardInception(Backbone):
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         self.name = STANDARD_NAME
-        self.net = FeatureExtractorInceptionV3(
+        self.network = FeatureExtractorInceptionV3(
             "inception-v3-compat", ["2048", "logits_unbiased"],
             feature_extractor_weights_path=str(weights_path))
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features, logits = self.net(images)
-        return features, logits
 
 
 class Pool3Inception(Backbone):
@@ -103,13 +120,12 @@ class Pool3Inception(Backbone):
         self.name = POOL3_NAME
         with warnings.catch_warnings():  # torch.jit.load's deprecation notice
             warnings.simplefilter("ignore", FutureWarning)
-            self.net = torch.jit.load(str(path), map_location="cpu").eval()
+            self.network = torch.jit.load(str(path), map_location="cpu").eval()
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
         x = interpolate_bilinear_2d_like_tensorflow1x(images.float(), size=(299, 299),
                                                       align_corners=False)
-        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # faster on CPU
-        return self.net(x), None
+        return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # faster on CPU
 
 
 class TinyFeatures(Backbone):
@@ -120,11 +136,15 @@ class TinyFeatures(Backbone):
 
     name = "tiny test features (ANIMEGAN_TEST_FEATURES=tiny: 8x8 pixels, not Inception)"
     num_features = 192
+    exportable = False  # nothing to gain
     TEST_VARIABLE = "ANIMEGAN_TEST_FEATURES"
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
-        x = torch.nn.functional.adaptive_avg_pool2d((images.float() - 128) / 128, 8)
-        return x.flatten(1), None
+    def __init__(self) -> None:
+        super().__init__()
+        self.network = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten())
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        return (images.float() - 128) / 128
 
 
 @dataclass
@@ -154,13 +174,36 @@ def _download_weights(timeout_s: float = 20) -> Path:
     return path
 
 
-def load_backbone(weights: str = "auto", device: torch.device | str = "cpu") -> BackboneChoice:
-    """Load the Inception backbone.
+def load_backbone(weights: str = "auto", device: torch.device | str = "cpu", backend: str = "torch",
+                  cache_dir: Path | None = None, image_size: int = 64) -> BackboneChoice:
+    """Load the Inception backbone, on ``backend`` (onnx_backend.py: ``torch``, ``onnxruntime``
+    or ``auto``; the ONNX export for ``image_size`` images is cached in ``cache_dir``).
 
     ``weights``: a file path (standard weights; errors are :class:`BackboneError`), ``"pool3"``
     (the offline TorchScript network, FID only, no download attempt), or ``"auto"``: the torch
     hub cache, else a download, else the offline network with IS unavailable.
     """
+    choice = _load_torch_backbone(weights, torch.device(device))
+    from . import onnx_backend  # imports nothing heavy until ONNX Runtime is used
+
+    if not onnx_backend.wanted(backend, torch.device(device), choice.backbone):
+        return choice
+    try:
+        source = choice.backbone.cpu()  # ONNX Runtime runs on the CPU
+        runner = onnx_backend.onnx_backbone(source, cache_folder(cache_dir), image_size)
+    except Exception as e:
+        if backend == "onnxruntime":
+            raise onnx_backend.BackendError(f"--eval-backend onnxruntime: the feature network "
+                                            f"could not run on ONNX Runtime ({type(e).__name__}: "
+                                            f"{str(e).splitlines()[0][:200]}); use --eval-backend "
+                                            "torch") from e
+        logger.warning("ONNX Runtime could not run the feature network (%s); torch runs it",
+                       type(e).__name__)
+        return BackboneChoice(choice.backbone.to(device), choice.is_unavailable)
+    return BackboneChoice(runner, choice.is_unavailable)
+
+
+def _load_torch_backbone(weights: str, device: torch.device) -> BackboneChoice:
     if os.environ.get(TinyFeatures.TEST_VARIABLE) == "tiny":
         return BackboneChoice(TinyFeatures().to(device).eval(),
                               "IS unavailable: the tests' tiny feature network has no classifier")

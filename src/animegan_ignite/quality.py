@@ -120,7 +120,7 @@ class Evaluator:
                 "eval_seconds": round(timer.value(), 3),
                 # images this evaluation passed through Inception (all processes)
                 "inception_images": int(idist.all_reduce(self.backbone.images_seen - seen)),
-                "fid_backbone": self.backbone.name,
+                "fid_backbone": self.backbone.name, "eval_backend": self.backbone.runtime,
                 "is_backbone": self.backbone.name if self.backbone.has_logits else None,
                 "is_unavailable": self.is_unavailable}
 

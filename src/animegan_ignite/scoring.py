@@ -66,8 +66,8 @@ def sweep(args: argparse.Namespace, truncations: list[float | None] | None = Non
     cfg = _run_config(path, args)
     split = make_split(cfg.data_dir, cfg.eval_size, 1, cfg.data_seed, cfg.synthetic_size)
     netG = load_generator(checkpoint, device, args.weights)
-    choice = load_backbone(args.inception_weights, device)
     cache = cache_folder(args.cache_dir)
+    choice = load_backbone(args.inception_weights, device, args.eval_backend, cache)
     results, real = [], None
     for psi in truncations or args.sweep:
         z = eval_latents(cfg.eval_size, netG.nz, cfg.seed, psi)
@@ -108,8 +108,8 @@ class Side:
 
 def compare(args: argparse.Namespace) -> dict[str, Any] | None:
     device = resolve_device(args.device)
-    choice = load_backbone(args.inception_weights, device)
     cache = cache_folder(args.cache_dir)
+    choice = load_backbone(args.inception_weights, device, args.eval_backend, cache, args.image_size)
     real = _side(args.real, "real", args, choice, device, cache)
     if args.save_stats:
         real.real.save_stats(args.save_stats, choice.backbone.name)
@@ -127,17 +127,19 @@ def compare(args: argparse.Namespace) -> dict[str, Any] | None:
                                  missing={"logits": choice.is_unavailable or ""}))
     return {**out, "real": real.what, "fake": fake.what, "num_real": real.real.n,
             "num_fake": fake.real.n, "fid_backbone": choice.backbone.name,
+            "eval_backend": choice.backbone.runtime,
             "is_unavailable": out["unavailable"].get("is")}
 
 
 def describe(result: dict[str, Any]) -> str:
     """The human-readable form of a result: what was compared, every score, what is missing
     and why, and a collapse warning when there is one."""
+    network = f"{result['fid_backbone']}, on {result['eval_backend']}"
     if "checkpoint" in result:
         what = (f"{result['checkpoint']}: {result['num_generated']} generated vs "
-                f"{result['num_real']} real ({result['fid_backbone']})")
+                f"{result['num_real']} real ({network})")
     else:
-        what = f"{result['fake']} vs {result['real']} ({result['fid_backbone']})"
+        what = f"{result['fake']} vs {result['real']} ({network})"
     lines = [what, score_line(result)]
     lines += [why if why.startswith(f"{name.upper()} unavailable") else f"{name} unavailable: {why}"
               for name, why in result["unavailable"].items()]

@@ -356,11 +356,11 @@ def make_evaluator(plan: Plan) -> Evaluator | None:
     cfg = plan.cfg
     if cfg.eval_size == 0 or cfg.eval_every == 0:
         return None
-    choice = load_backbone(cfg.inception_weights, plan.device)
-    logger.info("FID/IS backbone: %s", choice.backbone.name)
+    cache = cache_folder(cfg.cache_dir)
+    choice = load_backbone(cfg.inception_weights, plan.device, cfg.eval_backend, cache)
+    logger.info("FID/IS backbone: %s, on %s", choice.backbone.name, choice.backbone.runtime)
     if choice.is_unavailable:
         logger.warning(choice.is_unavailable)
-    cache = cache_folder(cfg.cache_dir)
     return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
                      plan.device, cache, cfg.eval_batch_size, progress=cfg.progress,
                      train_set=plan.split.train)
