@@ -18,9 +18,11 @@ from animegan_ignite.trainer import make_plan
 
 def test_the_rule_for_64_1000_and_6000_faces():
     assert small_data_choices(64) == {"eval_size": 20, "batch_size": 16, "kimg": 160.0,
-                                      "eval_every_kimg": 40.0, "checkpoint_every_kimg": 8.0}
+                                      "eval_every_kimg": 40.0, "checkpoint_every_kimg": 8.0,
+                                      "cache": True}
     assert small_data_choices(1000) == {"eval_size": 200, "batch_size": 32, "kimg": 160.0,
-                                        "eval_every_kimg": 40.0, "checkpoint_every_kimg": 8.0}
+                                        "eval_every_kimg": 40.0, "checkpoint_every_kimg": 8.0,
+                                        "cache": True}
     assert small_data_choices(6000) == {}  # the defaults fit: 3,000 held out and a batch of 128
     # the memorisation score compares with every face of a small training set
     assert sample_size(44, 20) == 44 and sample_size(5000, 500) == 500
@@ -28,7 +30,7 @@ def test_the_rule_for_64_1000_and_6000_faces():
 
 def test_a_small_folder_gets_the_rule_but_never_over_a_chosen_setting(tmp_path, caplog):
     write_images(tmp_path / "faces", 64)
-    cfg = make_config(["--data-dir", str(tmp_path / "faces"), "--batch-size", "8",
+    cfg = make_config(["--data-dir", str(tmp_path / "faces"), "--batch-size", "8", "--no-cache",
                        "--output-dir", str(tmp_path / "run")])
     with caplog.at_level("INFO"):
         plan = make_plan(cfg)
@@ -38,7 +40,11 @@ def test_a_small_folder_gets_the_rule_but_never_over_a_chosen_setting(tmp_path, 
     assert len(plan.split.eval) == 20 and len(plan.split.train) == 44
     assert chosen.epochs == 4000  # 160,000 images in whole epochs of 5 batches of 8 (40 images)
     line = next(r.message for r in caplog.records if "fewer than the defaults need" in r.message)
-    assert "--eval-size 20" in line and "--batch-size" not in line
+    assert "--eval-size 20" in line and "--batch-size" not in line and "cache" not in line
+    assert not chosen.cache  # chosen by the user
+    plan = make_plan(make_config(["--data-dir", str(tmp_path / "faces"), "--output-dir",
+                                  str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "c")]))
+    assert plan.cfg.cache and type(plan.split.train.dataset).__name__ == "CachedImages"
 
 
 def test_an_impossible_explicit_combination_still_errors(tmp_path):

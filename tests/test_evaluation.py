@@ -26,6 +26,21 @@ from animegan_ignite.metrics import FeatureStats, fid_from_stats
 from animegan_ignite.models import Generator, dcgan_weights_init
 
 
+def test_the_two_pass_resize_is_torch_fidelitys_tf1_resize_bit_for_bit():
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    from animegan_ignite.inception import resize_like_tf1
+
+    images = torch.randint(0, 256, (3, 3, 64, 64), generator=torch.Generator().manual_seed(0))
+    checkerboard = torch.zeros(1, 3, 32, 32)
+    checkerboard[..., ::2, ::2] = checkerboard[..., 1::2, 1::2] = 255
+    for x in (images.float(), checkerboard, torch.rand(2, 3, 80, 48) * 255):
+        reference = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+        assert torch.equal(resize_like_tf1(x, 299), reference)
+
+
 def test_uint8_round_trip_of_preprocessed_reals_is_exact(image_dir):
     path = find_images(image_dir)[0]
     x, _ = ImageFiles([path], default_transform(64))[0]

@@ -122,10 +122,10 @@ def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir,
     assert len(saved["run_state"]["rng"]) == 1  # the RNG states at the end of iteration 4
 
 
-def test_plots_take_at_most_a_tenth_of_the_time_but_the_last_epoch_is_always_drawn(image_dir,
-                                                                                 tmp_path):
+def test_plots_take_at_most_a_twentieth_of_the_time_but_the_last_epoch_is_always_drawn(image_dir,
+                                                                                    tmp_path):
     # A clock on which each redraw takes 100 s and each epoch 1 s: after the first epoch's
-    # redraw the next is due 900 s later, so epochs 2 and 3 skip it and the last draws anyway.
+    # redraw the next is due 1,900 s later, so epochs 2 and 3 skip it and the last draws anyway.
     now = [0.0]
 
     def clock():

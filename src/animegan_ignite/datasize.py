@@ -12,7 +12,9 @@ The rule, for a ``--data-dir`` of n < 3,128 faces (the default 3,000 held out + 
   faces would not fill two batches;
 - a length of 160 kimg (5,000 iterations of 32: the length of those regimes), evaluated every
   quarter of it and checkpointed every 8 kimg (an epoch of 100 faces is 3 iterations: epoch-end
-  checkpoints would come every few seconds).
+  checkpoints would come every few seconds);
+- the faces decoded once into memory (``--cache``): with a few iterations an epoch, DataLoader
+  workers would spend a tenth of the run starting each epoch's first batch.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def small_data_choices(n: int, kimg: float = SMALL_KIMG) -> dict[str, object]:
     train = max(n - held_out, 2)
     batch = min(SMALL_BATCH, 2 ** max(int(math.log2(train / 2)), 0))
     return {"eval_size": held_out, "batch_size": batch, "kimg": kimg,
-            "eval_every_kimg": kimg / 4, "checkpoint_every_kimg": min(8.0, kimg / 20)}
+            "eval_every_kimg": kimg / 4, "checkpoint_every_kimg": min(8.0, kimg / 20),
+            "cache": True}
 
 
 def fit_to_data(cfg: Config, n: int) -> Config:
@@ -61,9 +64,14 @@ def fit_to_data(cfg: Config, n: int) -> Config:
         return cfg
     logger.info("data: %d faces, fewer than the defaults need (%d): chose %s; a flag overrides "
                 "any of them", n, defaults_need(),
-                ", ".join(f"--{flag(k)} {v:g}" if isinstance(v, float) else f"--{flag(k)} {v}"
-                          for k, v in chosen.items()))
+                ", ".join(_flag_text(k, v) for k, v in chosen.items()))
     return cfg.replace(**chosen)
+
+
+def _flag_text(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return f"--{flag(key)}" if value else f"--no-{flag(key)}"
+    return f"--{flag(key)} {value:g}" if isinstance(value, float) else f"--{flag(key)} {value}"
 
 
 def epochs_for_kimg(cfg: Config, epoch_length: int) -> Config:

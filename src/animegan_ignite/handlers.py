@@ -281,7 +281,7 @@ class PlotExport:
     new FID/IS point and the last epoch are always drawn, and ``animegan-plot RUN`` redraws a
     run at any time."""
 
-    def __init__(self, run_root: Path, share: float = 0.1,
+    def __init__(self, run_root: Path, share: float = 0.05,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.run_root, self.share, self.clock = run_root, share, clock
         self.next_due = -math.inf
