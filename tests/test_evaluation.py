@@ -147,6 +147,7 @@ def test_standard_weights_give_features_and_logits_from_one_pass(standard_weight
     assert choice.backbone.images_seen == 3
 
 
+@pytest.mark.slow  # the standard network on torch, 130 images: half a minute
 @pytest.mark.inception
 def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_path,
                                                                standard_weights_file):

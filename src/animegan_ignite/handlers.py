@@ -278,8 +278,8 @@ class PlotExport:
     A redraw costs seconds (matplotlib, the GIF of every snapshot), a large part of a short
     CPU epoch, so after each redraw the next one waits until ``(1 - share) / share`` times its
     cost has passed. Epochs longer than that (real data sets) are all drawn. An epoch with a
-    new FID/IS point and the last epoch are always drawn, and ``animegan-plot RUN`` redraws a
-    run at any time."""
+    new FID/IS point is always drawn, the last epoch by the run's end (:func:`end_of_run`),
+    and ``animegan-plot RUN`` redraws a run at any time."""
 
     def __init__(self, run_root: Path, share: float = 0.05,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -346,8 +346,8 @@ class EpochEnd:
             ctx.regular(engine)
         engine.state.epoch_record = record
         engine.fire_event(RunEvents.EPOCH_RECORDED)
-        if tick or result is not None:
-            self.plots(force=result is not None or epoch >= ctx.cfg.epochs)
+        if (tick or result is not None) and epoch < ctx.cfg.epochs:  # the last: the run's end draws
+            self.plots(force=result is not None)
         if result is not None:
             ctx.evaluator.draw_figures(ctx.run.plots)  # the scores' own figures (nearest.png)
         if tick or result is not None:  # counted in images, an epoch can be a few iterations
