@@ -343,11 +343,12 @@ def _throughput(flags: list[str], args: argparse.Namespace) -> float:
     return n * args.batch_size / (end - start)
 
 
-def speed_options(device: torch.device) -> list[Speed]:
-    """The precision / memory-format / compile settings (d) chooses from on ``device``."""
+def speed_options(device: torch.device, compile_too: bool = True) -> list[Speed]:
+    """The precision / memory-format / compile settings (d) chooses from on ``device``
+    (``compile_too``: with torch.compile, whose compilation takes a minute or more on a CPU)."""
     if device.type != "cuda":
         return [Speed("fp32", channels_last=True), Speed("bf16"),
-                Speed("fp32", channels_last=True, compile=True)]
+                *([Speed("fp32", channels_last=True, compile=True)] if compile_too else [])]
     half = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # T4: fp16
     return [Speed("fp32", channels_last=True), Speed("fp16"), Speed(half, channels_last=True),
             Speed(half, channels_last=True, compile=True)]
@@ -367,7 +368,7 @@ def trainer(args: argparse.Namespace) -> dict:
     b, device = args.batch_size, args.device
     data = ["--data-dir", args.data_dir, "--batch-size", str(b), "--num-workers", str(args.workers)]
     cached = [*data, "--cache"]
-    options = {f"(d) cache + {_label(s)}": s for s in speed_options(device)}
+    options = {f"(d) cache + {_label(s)}": s for s in speed_options(device, not args.no_compile)}
     medians = interleaved_medians("trainer", {
         "(a) plain PyTorch loop": lambda: plain_tutorial_loop(args.data_dir, args),
         "(b) this trainer": lambda: _throughput(data, args),
@@ -525,8 +526,9 @@ def _seed_ignite_seconds(netG, latents, split, backbone, args) -> float:
     from ignite.metrics import FID, InceptionScore
 
     n, device = latents.shape[0], args.device
-    fid = FID(num_features=2048, feature_extractor=_Extractor(backbone, False), device=device)
-    is_metric = InceptionScore(num_features=1008 if backbone.has_logits else 2048,
+    fid = FID(num_features=backbone.num_features, feature_extractor=_Extractor(backbone, False),
+              device=device)
+    is_metric = InceptionScore(num_features=1008 if backbone.has_logits else backbone.num_features,
                                feature_extractor=_Extractor(backbone, True),
                                output_transform=lambda o: o[0], device=device)
 
@@ -654,6 +656,8 @@ def main() -> None:
     p.add_argument("--faces", type=int, help="faces written when there is no --data-dir")
     p.add_argument("--backend-images", type=int, help="faces in the backend section")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-compile", action="store_true", help="leave torch.compile out of (d)'s "
+                   "contenders (on a CPU its compilation takes a minute or more)")
     p.add_argument("--inception-weights", default="pool3")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()

@@ -195,19 +195,19 @@ def test_folder_fid_equals_torchmetrics_on_the_same_images(two_folders, tmp_path
 @pytest.mark.slow
 @pytest.mark.inception  # the statistics file is pytorch-fid's: 2048-d pool3 statistics
 def test_saved_statistics_used_as_real_give_the_same_fid(two_folders, tmp_path):
-    real, fake = two_folders
+    real, fake = two_folders  # in this process: the console scripts are the test above's
     base = ["--inception-weights", "pool3", "--cache-dir", tmp_path / "cache", "--json"]
-    r = command("animegan-evaluate", "--real", real, "--save-stats", tmp_path / "real.npz", *base)
+    r = run_main("evaluate", "--real", real, "--save-stats", tmp_path / "real.npz", *base)
     assert r.returncode == 0, r.stderr
     with np.load(tmp_path / "real.npz") as z:
         assert z["mu"].shape == (2048,) and z["sigma"].shape == (2048, 2048)  # pytorch-fid's keys
-    direct = json.loads(command("animegan-evaluate", "--real", real, "--fake", fake, *base).stdout)
-    saved = command("animegan-evaluate", "--real", tmp_path / "real.npz", "--fake", fake, *base)
+    direct = json.loads(run_main("evaluate", "--real", real, "--fake", fake, *base).stdout)
+    saved = run_main("evaluate", "--real", tmp_path / "real.npz", "--fake", fake, *base)
     assert saved.returncode == 0, saved.stderr
     assert json.loads(saved.stdout)["fid"] == pytest.approx(direct["fid"], rel=1e-9)
     bad = tmp_path / "bad.npz"
     np.savez(bad, weights=np.zeros(3))
-    r = command("animegan-evaluate", "--real", bad, "--fake", fake, "--inception-weights", "pool3")
+    r = run_main("evaluate", "--real", bad, "--fake", fake, "--inception-weights", "pool3")
     assert r.returncode == 2 and "not a statistics file" in r.stderr
 
 

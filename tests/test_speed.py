@@ -142,7 +142,7 @@ def test_the_benchmark_measures_every_section_and_its_ratios_follow_from_its_tim
     r = subprocess.run([sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick",
                         "--data-dir", str(image_dir), "--batch-size", "8", "--warmup", "1",
                         "--iters", "2", "--repeats", "1", "--eval-size", "10", "--demo-faces",
-                        "200", "--workers", "0", "--out", str(out)],
+                        "200", "--workers", "0", "--no-compile", "--out", str(out)],
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(out.read_text())

@@ -15,6 +15,7 @@ import pytest
 from helpers import REPO, run_cli
 
 from animegan_ignite.faults import PHASES
+from animegan_ignite.history import read_history
 
 sys.path.insert(0, str(REPO / "scripts"))
 try:
@@ -78,10 +79,17 @@ def test_stopped_at_a_point_of_a_non_final_epoch_the_resumed_run_ends_as_the_uni
     # A requested stop at the end has nothing left to stop: the run finishes its end.
     assert stopped.returncode == (0 if phase == "end" and signal != "SIGKILL" else STATUS[signal]), \
         stopped.stderr[-2000:]
+    cut_short = phase == "evaluation"  # epoch 2's end, before its record
+    if cut_short:
+        assert 2 not in [r["epoch"] for r in read_history(run) if r["kind"] == "epoch"]
+        if signal != "SIGKILL":  # acted on between the evaluation's batches
+            assert "stopped at: evaluation, 1 batches done" in stopped.stderr
 
     if stopped.returncode:
         resumed = _train("--resume", run, "--no-progress", "--cache-dir", cache)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
+        if cut_short and signal != "SIGKILL":  # resumed at epoch 2's end: it finishes it first
+            assert "finishing epoch 2's end (evaluation and record)" in resumed.stderr
     ref = root / "ref"
     if phase == "end":  # what follows the end: one epoch more, as the reference was trained
         resumed = _train("--resume", run, *LONGER, "--no-progress", "--cache-dir", cache)
