@@ -56,7 +56,7 @@ from torchvision import datasets
 from animegan_ignite import gan as gan_module
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.cache import CachedBatches, load_or_build
-from animegan_ignite.config import Config, make_config, parse_policy
+from animegan_ignite.config import Config, default_of, make_config, parse_policy
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.gan import Speed, build_gan
@@ -72,7 +72,6 @@ COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
 SECTIONS = ("startup", "step", "augment", "objectives", "trainer", "data", "demo", "backend",
             "evaluation")
 SEED_EVALUATION_MAX = 1000
-DEFAULT_EVAL = 3000  # the trainer's --eval-size
 QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 100,
          "demo_faces": 800, "faces": 1500, "backend_images": 100}
 FULL = {"batch_size": 128, "warmup": 3, "iters": 20, "repeats": 5, "eval_size": 500,
@@ -577,21 +576,22 @@ def evaluation(args: argparse.Namespace) -> dict:
         f"{seed:.1f} s ({seed / mine:.2f}x)" if seed else f"not timed above {SEED_EVALUATION_MAX} images"))
     print(f"  of which KID, precision/recall/density/coverage and diversity: {extra:.2f} s "
           f"(the evaluation costs {with_all:.3f}x one with FID alone)")
-    at_default = _at_default_size(mine - extra, n, args.repeats)
-    print(f"  at --eval-size {DEFAULT_EVAL}: the scores beyond FID take {at_default['extra_s']:.1f} s "
-          f"on {DEFAULT_EVAL} x 2048 features; with {DEFAULT_EVAL} Inception passes at the rate "
+    size = args.scores_at
+    at_default = _at_default_size(mine - extra, n, size, args.repeats)
+    print(f"  at --eval-size {size}: the scores beyond FID take {at_default['extra_s']:.1f} s "
+          f"on {size} x 2048 features; with {size} Inception passes at the rate "
           f"measured above, the evaluation costs {at_default['cost']:.3f}x one with FID alone")
     return {"n": n, "backbone": choice.backbone.name, "ours_s": mine, "seed_ignite_s": seed,
             "speedup": seed / mine if seed else None, "extra_scores_s": extra,
             "cost_with_all_scores": with_all, "at_default_size": at_default}
 
 
-def _at_default_size(fid_only_s: float, n: int, repeats: int) -> dict:
-    """The scores beyond FID at the default --eval-size, timed on feature matrices of that size
-    (their cost depends on the shapes only), against an evaluation whose Inception passes cost
-    what the ``n``-image one measured per image."""
+def _at_default_size(fid_only_s: float, n: int, size: int, repeats: int) -> dict:
+    """The scores beyond FID at ``--eval-size size`` (the trainer's default unless told), timed on
+    feature matrices of that size (their cost depends on the shapes only), against an evaluation
+    whose Inception passes cost what the ``n``-image one measured per image."""
     g = torch.Generator().manual_seed(0)
-    fake, real = (torch.rand(DEFAULT_EVAL, 2048, generator=g) for _ in range(2))
+    fake, real = (torch.rand(size, 2048, generator=g) for _ in range(2))
     real_side = RealFeatures(real)
     scores(fake, real_side)  # the per-run parts: the real kernel, radii, Vendi score
 
@@ -601,12 +601,12 @@ def _at_default_size(fid_only_s: float, n: int, repeats: int) -> dict:
         return time.perf_counter() - start
 
     medians = interleaved_medians("evaluation", {
-        f"every score at {DEFAULT_EVAL}": lambda: seconds(lambda: scores(fake, real_side)),
-        f"FID alone at {DEFAULT_EVAL}": lambda: seconds(
+        f"every score at {size}": lambda: seconds(lambda: scores(fake, real_side)),
+        f"FID alone at {size}": lambda: seconds(
             lambda: fid_from_features(fake, real_side.mu, real_side.sigma))}, repeats)
-    fid_s = medians[f"FID alone at {DEFAULT_EVAL}"]
-    extra = medians[f"every score at {DEFAULT_EVAL}"] - fid_s
-    base = fid_only_s / n * DEFAULT_EVAL + fid_s  # Inception passes scale with the images
+    fid_s = medians[f"FID alone at {size}"]
+    extra = medians[f"every score at {size}"] - fid_s
+    base = fid_only_s / n * size + fid_s  # Inception passes scale with the images
     return {"extra_s": extra, "fid_only_s": base, "cost": (base + extra) / base}
 
 
@@ -655,6 +655,9 @@ def main() -> None:
     p.add_argument("--demo-faces", type=int, help="synthetic faces in the demo section")
     p.add_argument("--faces", type=int, help="faces written when there is no --data-dir")
     p.add_argument("--backend-images", type=int, help="faces in the backend section")
+    p.add_argument("--scores-at", type=int, default=default_of("eval_size"), help="the "
+                   "evaluation section's scores timed at this --eval-size too (default: the "
+                   "trainer's)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--no-compile", action="store_true", help="leave torch.compile out of (d)'s "
                    "contenders (on a CPU its compilation takes a minute or more)")
