@@ -54,6 +54,7 @@ from torch import nn
 from torchvision import datasets
 
 from animegan_ignite import gan as gan_module
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.cache import CachedBatches, load_or_build
 from animegan_ignite.config import Config, default_of, make_config, parse_policy
@@ -130,7 +131,7 @@ def _step_runner(frozen_d: bool, width: int, batch: int, device: torch.device):
     """A fresh GAN (seed 0) and its step with DiffAugment; without ``frozen_d``, gan.frozen is a
     no-op while the step runs (the step looks it up at every call)."""
     torch.manual_seed(0)
-    gan = build_gan(100, width, width, 2e-4, 0.5, device)
+    gan = build_gan(Architecture(100, width, width), 2e-4, 0.5, device)
     gan.netG.apply(dcgan_weights_init)
     gan.netD.apply(dcgan_weights_init)
     step = gan_module.make_training_step(gan, augment=DiffAugment(parse_policy("color,translation")))
@@ -188,7 +189,7 @@ def _augment_step_seconds(p: float | None, args: argparse.Namespace, held_out: b
     from animegan_ignite.augment import AdaptiveAugment
 
     torch.manual_seed(0)
-    gan = build_gan(100, 16, 16, 5e-4, 0.5, args.device)
+    gan = build_gan(Architecture(100, 16, 16), 5e-4, 0.5, args.device)
     augment = DiffAugment(parse_policy("color,translation"), 1.0 if p is None else p)
     real = torch.rand(args.batch_size, 3, 64, 64, device=args.device) * 2 - 1
     probe = gan_module.make_held_out_probe(gan, torch.rand(512, 3, 64, 64) * 2 - 1, args.batch_size,
@@ -242,7 +243,7 @@ def _objective_step_seconds(loss: str, r1: float, r2: float, args: argparse.Name
     from animegan_ignite.objectives import penalties
 
     torch.manual_seed(0)
-    gan = build_gan(100, 16, 16, 5e-4, 0.5, args.device)
+    gan = build_gan(Architecture(100, 16, 16), 5e-4, 0.5, args.device)
     step = gan_module.make_training_step(gan, loss=loss, augment=DiffAugment(parse_policy(
         "color,translation")), penalties=penalties(loss, r1, r2, every=4))
     real = torch.rand(args.batch_size, 3, 64, 64, device=args.device) * 2 - 1

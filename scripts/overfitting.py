@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from animegan_ignite.augment import DiffAugment
-from animegan_ignite.checkpoints import load_checkpoint, load_generator
+from animegan_ignite.checkpoints import architecture_of, load_checkpoint, load_generator
 from animegan_ignite.config import Config, parse_policy
 from animegan_ignite.data import make_split, stack_images
 from animegan_ignite.models import Discriminator
@@ -42,12 +42,11 @@ def measure(run: Path, num: int) -> dict[str, float]:
     trainer = ckpt["trainer"]
     last_epoch = (trainer["iteration"] - 1) // trainer["epoch_length"]
     start = last_epoch * len(split.train) if cfg.synthetic_fresh else 0  # the last epoch's
-    shape = ckpt["run_state"]["model_config"]
-    netD = Discriminator(cfg.ndf, shape["nc"], cfg.spectral_norm)
+    netD = architecture_of(ckpt).discriminator()  # the checkpoint's own D (BatchNorm or not)
     netD.load_state_dict(ckpt["netD"])
     netG = load_generator(ckpt, weights="raw")
     torch.manual_seed(0)
-    fake = netG(torch.randn(n, shape["nz"], 1, 1))
+    fake = netG(torch.randn(n, netG.nz, 1, 1))
     augment = DiffAugment(parse_policy(cfg.diffaugment), ckpt["ada"]["p"] if "ada" in ckpt else 1.0)
     p = augment.p if augment else None
     out = {name: logits(netD.train(), x, augment, cfg.batch_size) for name, x in (

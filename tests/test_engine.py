@@ -4,13 +4,14 @@ import math
 
 import torch
 
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.data import make_split, make_train_loader
 from animegan_ignite.gan import build_gan, make_training_step
 
 
 def _tiny_gan():
     torch.manual_seed(0)
-    return build_gan(nz=16, ngf=8, ndf=8, lr=2e-4, beta1=0.5, device=torch.device("cpu"))
+    return build_gan(Architecture(16, 8, 8), lr=2e-4, beta1=0.5, device=torch.device("cpu"))
 
 
 def _loader(image_dir, batch=8):

@@ -6,6 +6,7 @@ import torch
 from helpers import checkpoint_names
 from ignite.engine import Events
 
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.config import Config
 from animegan_ignite.data import make_split, make_train_loader
 from animegan_ignite.errors import Diverged
@@ -22,7 +23,7 @@ def _setup(image_dir, run_path, snapshot_every=100, epochs=3, checkpoint_every=0
                  eval_size=16, snapshot_every=snapshot_every, epochs=epochs, progress=False,
                  eval_every=0, checkpoint_every=checkpoint_every)
     torch.manual_seed(0)
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.lr, cfg.beta1, torch.device("cpu"))
+    gan = build_gan(Architecture.of(cfg), cfg.lr, cfg.beta1, torch.device("cpu"))
     trainer, ctx, _ = build_trainer(cfg, RunDir(run_path), gan)
     if clock is not None:
         ctx.clock = clock

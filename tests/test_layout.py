@@ -55,7 +55,7 @@ def test_serve_and_generate_load_neither_the_trainer_nor_the_data_pipeline():
     assert {"webapp", "faces", "checkpoints", "models"} <= loaded
 
 
-COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
+COMMANDS = ("train", "evaluate", "generate", "serve", "plot", "export")
 
 
 def test_each_command_module_is_light_and_each_library_module_is_not_a_command():

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from helpers import phases_passed, run_cli, start_cli
 from ignite.engine import Engine, Events
 
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.augment import DiffAugment
 from animegan_ignite.config import OBJECTIVE_NAMES, ConfigError, make_config, parse_policy
 from animegan_ignite.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
@@ -92,7 +93,7 @@ def test_without_penalties_the_step_is_todays_step_bit_for_bit(image_dir):
     outs = []
     for extra in ({}, {"penalties": penalties("bce", 0.0, 0.0, 4)}):
         torch.manual_seed(7)
-        gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+        gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
         step = make_training_step(gan, augment=DiffAugment(parse_policy("color,translation")), **extra)
         engine = Engine(step)
         engine.run([torch.rand(4, 3, 64, 64) * 2 - 1 for _ in range(3)])
@@ -106,7 +107,8 @@ def test_every_objective_trains_with_penalties_in_every_precision(loss, precisio
     from animegan_ignite.gan import Speed, make_scalers
 
     torch.manual_seed(1)
-    gan = build_gan(16, 8, 8, 2e-4, 0.0, torch.device("cpu"), beta2=0.99, d_batchnorm=False)
+    gan = build_gan(Architecture(16, 8, 8, d_batchnorm=False), 2e-4, 0.0, torch.device("cpu"),
+                    beta2=0.99)
     assert gan.optD.param_groups[0]["betas"] == (0.0, 0.99)
     before = [p.detach().clone() for p in gan.netD.parameters()]
     step = make_training_step(gan, Speed(precision), make_scalers(gan, precision), loss,
@@ -146,7 +148,7 @@ def test_a_penalty_needs_no_batchnorm_only_in_name_a_step_with_it_and_batchnorm_
     """D with BatchNorm keeps working with a penalty (batch statistics mix each face's input
     gradient with its batch-mates', which the docs say); the step's numbers stay finite."""
     torch.manual_seed(2)
-    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
     step = make_training_step(gan, loss="rpgan", penalties=penalties("rpgan", 0.1, 0.1, 1))
     out = Engine(step).run([torch.rand(4, 3, 64, 64) * 2 - 1]).output
     assert math.isfinite(out["r1"]) and math.isfinite(out["loss_g"])

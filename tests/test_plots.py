@@ -126,6 +126,35 @@ def test_a_damaged_history_plots_what_it_allows_and_names_the_records_it_skipped
     assert (tmp_path / "figs" / "losses.png").exists() and (tmp_path / "figs" / "metrics.png").exists()
 
 
+def test_a_diverged_history_of_nan_and_infinity_draws_every_figure_and_says_what_it_left_out(
+        finished_run, tmp_path):
+    """NaN and +-Infinity in losses, D outputs and scores (a diverged run, the one a user most
+    wants to look at): every figure is drawn from the finite values, and one line says what was
+    left out (the losses of the last records, the first epoch's scores)."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    records = read_history(run)
+    bad = {"loss_d": float("nan"), "loss_g": float("inf"), "d_x": float("-inf"),
+           "fid": float("nan"), "kid": float("inf"), "precision": float("nan")}
+    for n, r in enumerate(records):
+        for key, value in bad.items():
+            if key in r and (r["epoch"] == 1 if r["kind"] == "epoch" else n % 3 == 0 or n > 20):
+                r[key] = value
+    (run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    for name in FIGURES:
+        if name != "nearest.png":  # drawn by the trainer, not from the history
+            (run / "plots" / name).unlink()
+    r = plot(run)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    warning = [line for line in r.stderr.splitlines() if "NaN or infinite" in line]
+    assert len(warning) == 1, r.stderr
+    for key in bad:
+        assert f"{key} in " in warning[0]
+    for name in FIGURES:
+        with Image.open(run / "plots" / name) as im:
+            assert im.format == "PNG" and im.width >= 600, name
+
+
 def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run):
     text = (finished_run / "model_summary.txt").read_text()
     from animegan_ignite.models import Discriminator, Generator, count_parameters

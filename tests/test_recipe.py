@@ -8,6 +8,7 @@ import pytest
 import torch
 from helpers import TINY, checkpoint_names, phases_passed, run_main, start_cli, write_images
 
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.augment import DiffAugment, color, cut, cutout, translate, translation
 from animegan_ignite.config import Config, make_config, parse_policy
 from animegan_ignite.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
@@ -59,7 +60,7 @@ def test_color_keeps_shape_and_the_paper_ranges():
 
 def test_gradients_reach_the_generator_through_every_augmentation():
     torch.manual_seed(3)
-    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
     fake = gan.netG(torch.randn(4, 16, 1, 1))
     DiffAugment(parse_policy("color,translation,cutout"))(fake).sum().backward()
     grads = [p.grad for p in gan.netG.parameters()]
@@ -91,7 +92,7 @@ def test_spectral_norm_discriminator_has_no_batchnorm_and_unit_spectral_norms():
 
 
 def test_ttur_gives_each_optimizer_its_rate_and_lr_alone_sets_both(tmp_path):
-    gan = build_gan(16, 8, 8, 1e-4, 0.5, torch.device("cpu"), lr_d=4e-4)
+    gan = build_gan(Architecture(16, 8, 8), 1e-4, 0.5, torch.device("cpu"), lr_d=4e-4)
     assert gan.optG.param_groups[0]["lr"] == 1e-4 and gan.optD.param_groups[0]["lr"] == 4e-4
     cfg = make_config(["--lr", "3e-4", "--lr-d", "5e-4"])
     assert (cfg.g_lr, cfg.d_lr) == (3e-4, 5e-4)
@@ -208,7 +209,8 @@ def test_each_step_of_the_full_recipe_updates_both_networks(image_dir):
     from animegan_ignite.data import make_split, make_train_loader
 
     torch.manual_seed(0)
-    gan = build_gan(16, 8, 8, 1e-4, 0.5, torch.device("cpu"), lr_d=4e-4, spectral_norm=True)
+    gan = build_gan(Architecture(16, 8, 8, spectral_norm=True), 1e-4, 0.5, torch.device("cpu"),
+                    lr_d=4e-4)
     batch = next(iter(make_train_loader(make_split(str(image_dir), 16, 8, 0).train, 8, 0, 0)))
     before = [p.clone() for p in gan.netG.parameters()]
     step = make_training_step(gan, loss="hinge", augment=DiffAugment(parse_policy("color,translation")))

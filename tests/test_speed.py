@@ -8,6 +8,7 @@ import torch
 from helpers import NO_EVAL, TINY, run_main, write_images
 from ignite.engine import Engine, Events
 
+from animegan_ignite.architecture import Architecture
 from animegan_ignite.cache import CachedImages, load_or_build
 from animegan_ignite.data import ImageFiles, default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.gan import Speed, build_gan, frozen, make_training_step
@@ -73,7 +74,7 @@ def test_cached_batches_follow_the_same_epoch_order_as_the_dataloader(image_dir,
 @pytest.mark.parametrize("speed", [Speed("bf16"), Speed("fp16"), Speed("fp32", channels_last=True)])
 def test_mixed_precision_and_channels_last_steps_train_with_finite_losses(image_dir, speed):
     torch.manual_seed(0)
-    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
     batch = next(iter(make_train_loader(make_split(str(image_dir), 16, 8, 0).train, 8, 0, 0)))
     before = [p.clone() for p in gan.netG.parameters()]
     step = make_training_step(gan, speed)
@@ -85,7 +86,7 @@ def test_mixed_precision_and_channels_last_steps_train_with_finite_losses(image_
 
 def _three_steps(speed: Speed, loss: str = "bce", gamma: float = 0.0):
     torch.manual_seed(0)
-    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
     gan.netG.apply(dcgan_weights_init)
     gan.netD.apply(dcgan_weights_init)
     batch = torch.rand(8, 3, 64, 64) * 2 - 1
@@ -189,7 +190,7 @@ def test_the_benchmark_measures_every_section_and_its_ratios_follow_from_its_tim
 
 
 def test_frozen_d_passes_gradients_to_g_computes_none_of_its_own_and_trains_again_after():
-    gan = build_gan(16, 8, 8, 2e-4, 0.5, torch.device("cpu"))
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
     fake = gan.netG(torch.randn(4, 16, 1, 1))
     with frozen(gan.netD):
         gan.netD(fake).mean().backward()

@@ -89,12 +89,14 @@ class CachedImages(Dataset):
 class CachedBatches:
     """Training batches gathered from a uint8 tensor already on the device: the same
     shuffling (a DistributedSampler's ``set_epoch`` order) as the DataLoader path, no workers,
-    no decoding. Iterating yields normalised ``(B, 3, S, S)`` float batches."""
+    no decoding. Iterating yields normalised ``(B, 3, S, S)`` float batches. With ``mirror``,
+    the order covers each image and then each one x-flipped, as data.Mirrored does."""
 
     def __init__(self, images: torch.Tensor, indices: Sequence[int], batch_size: int, seed: int,
-                 world_size: int = 1, rank: int = 0) -> None:
+                 world_size: int = 1, rank: int = 0, mirror: bool = False) -> None:
         self.images = images
-        self.indices = torch.as_tensor(list(indices), dtype=torch.long)
+        self.indices = torch.as_tensor(list(indices), dtype=torch.long).repeat(2 if mirror else 1)
+        self.flipped = torch.arange(len(self.indices)) >= len(indices)
         self.sampler = EpochSampler(range(len(self.indices)), num_replicas=world_size, rank=rank,
                                     shuffle=True, seed=seed, drop_last=True)
         self.batches = BatchSampler(self.sampler, batch_size, drop_last=True)
@@ -109,4 +111,9 @@ class CachedBatches:
     def __iter__(self) -> Iterator[torch.Tensor]:
         for batch in self.batches:
             idx = self.indices[batch].to(self.images.device, non_blocking=True)
-            yield normalize(self.images.index_select(0, idx))
+            images = normalize(self.images.index_select(0, idx))
+            flip = self.flipped[batch]
+            if flip.any():
+                flip = flip.to(images.device).view(-1, 1, 1, 1)
+                images = torch.where(flip, images.flip(-1), images)
+            yield images

@@ -8,6 +8,7 @@ FID is ``best_checkpoint_<iteration>.pt``; both hold the same keys, so either ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from ignite.engine import Engine
 from ignite.handlers import Checkpoint, DiskSaver
 
 from . import faults
+from .architecture import Architecture, ArchitectureError, check_format, of_saved
 from .errors import UserError
 from .models import Generator
 from .rundir import RunDir, atomic_write, checkpoint_name, checkpoint_pattern
@@ -110,8 +112,11 @@ def _hand_over(checkpointer: Checkpoint, saved: list[tuple[float, str]]) -> None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory's latest regular checkpoint."""
+    """A checkpoint file, a run directory's latest regular checkpoint, or an exported model
+    folder's weights file."""
     path = Path(path)
+    if (path / EXPORT_WEIGHTS).is_file():
+        return path / EXPORT_WEIGHTS
     if path.is_dir():
         run = RunDir(path)
         found = run.regular_checkpoints()
@@ -129,8 +134,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint file; a truncated or foreign file raises :class:`CheckpointError`."""
+    """Read a checkpoint file (or an exported model, as a checkpoint of its networks alone); a
+    truncated or foreign file raises :class:`CheckpointError`."""
     path = resolve_checkpoint(path)
+    if path.name == EXPORT_WEIGHTS:
+        return _load_export(path, map_location)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for a damaged or empty file
@@ -140,7 +148,58 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = {"netG", "run_state"} - set(ckpt) if isinstance(ckpt, dict) else {"netG"}
     if missing:
         raise CheckpointError(f"{path}: not an animegan-ignite checkpoint (missing {missing})")
+    try:
+        check_format(ckpt["run_state"])
+    except ArchitectureError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return ckpt
+
+
+def architecture_of(checkpoint: dict[str, Any]) -> Architecture:
+    """The architecture a checkpoint's networks were built with."""
+    return of_saved(checkpoint["run_state"], checkpoint.get("netD"))
+
+
+# An exported model (export.py): a Hugging Face-style folder of safetensors weights, keyed
+# "netG.*", "ema.*" and "netD.*", and a config.json of their architecture and their run.
+EXPORT_WEIGHTS, EXPORT_CONFIG = "model.safetensors", "config.json"
+EXPORTED = ("netG", "ema", "netD")
+
+
+def export_info(weights_file: Path) -> dict[str, Any]:
+    """An exported model's config.json (format checked)."""
+    path = weights_file.parent / EXPORT_CONFIG
+    try:
+        info = json.loads(path.read_text())
+        check_format(info)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot be read as an exported model's config ({e})") from None
+    except ArchitectureError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    return info
+
+
+def _load_export(path: Path, map_location: str | torch.device) -> dict[str, Any]:
+    """An exported model as a checkpoint: its networks, architecture and iteration."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    info = export_info(path)
+    try:
+        tensors = load_file(path, device=str(map_location))
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path}: cannot be read as safetensors ({e}); export it again") from None
+    checkpoint: dict[str, Any] = {
+        "run_state": {k: info[k] for k in ("format", "package_version", "architecture")},
+        "trainer": {"iteration": info["iteration"]}}
+    for net in EXPORTED:
+        prefix = net + "."
+        found = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if found:
+            checkpoint[net] = found
+    if "netG" not in checkpoint:
+        raise CheckpointError(f"{path}: holds no generator (no netG.* tensors); export it again")
+    return checkpoint
 
 
 def checkpoint_iteration(checkpoint: dict[str, Any]) -> int:
@@ -156,8 +215,7 @@ def load_generator(checkpoint: dict[str, Any], device: torch.device | str = "cpu
         raise CheckpointError("this checkpoint has no EMA generator (the run had no "
                               "--ema-halflife-kimg); use --weights raw")
     key = "ema" if weights in ("auto", "ema") and "ema" in checkpoint else "netG"
-    shape = checkpoint["run_state"]["model_config"]
     with torch.random.fork_rng(devices=[]):
-        netG = Generator(shape["nz"], shape["ngf"], shape["nc"])
+        netG = architecture_of(checkpoint).generator()
     netG.load_state_dict(checkpoint[key])
     return netG.to(device).eval()

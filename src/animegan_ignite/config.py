@@ -187,6 +187,8 @@ class Config:
                                     "--no-cache)")
     cache_dir: str | None = _path("data", "cached real-image features, decoded images and "
                                   "downloads", shown="$ANIMEGAN_CACHE or ~/.cache/animegan-ignite")
+    mirror: bool = setting(False, bool, "data", "train on every face and its mirror image (an "
+                           "x-flip, StyleGAN2-ADA's --mirror): twice the faces per epoch")
     # model
     nz: int = setting(100, int, "model", "latent size", lo=1, hi=100_000)
     ngf: int = setting(64, int, "model", "generator width", demo=16, lo=1, hi=4096)
@@ -277,6 +279,12 @@ class Config:
                                "checkpoint file", shown="none")
     force: bool = setting(False, bool, "run", "write a new run into a folder that holds other "
                           "files (never into another run)")
+    init_from: str | None = _path("run", "a new run whose G, D and EMA of G start from another "
+                                  "run's weights (its optimisers, schedule and history start "
+                                  "afresh): a run folder, a checkpoint file, an exported model "
+                                  "folder or hf:OWNER/NAME", shown="none: DCGAN's random init")
+    freeze_d: int = setting(0, int, "run", "D's first N of its 4 lower blocks keep their weights "
+                            "(FreezeD: for fine-tuning with --init-from)", lo=0, hi=4)
     epochs: int = setting(50, int, "run", "epochs to train (on --resume: the new total)",
                           demo=12, lo=1, hi=10**6)
     kimg: float | None = setting(None, float, "run", "instead of --epochs: train on this many "
@@ -408,12 +416,18 @@ class Config:
         """The settings a run (folder or checkpoint file) was trained with, from its
         ``config.json`` (older runs' settings upgraded); raises ConfigError or RunDirError."""
         root, values = read_run_config(run)
+        return cls.from_saved({**values, "output_dir": str(root)}, f"{root}/config.json")
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any], source: str) -> Config:
+        """The settings a run saved (its config.json, or an exported model's copy)."""
+        values = upgrade(values)
         values.pop("resume", None)  # where that run was resumed from, not one of its settings
-        _check_names(values, f"{root}/config.json")
-        problems = check_values(values, {k: f"{root}/config.json: " for k in values})
+        _check_names(values, source)
+        problems = check_values(values, {k: f"{source}: " for k in values})
         if problems:
             raise ConfigError("; ".join(problems))
-        return cls(**{**values, "output_dir": str(root)})
+        return cls(**values)
 
     def validate(self) -> Config:
         """The checks that involve several settings or the machine; raises one
@@ -433,9 +447,9 @@ class Config:
             parse_policy(self.diffaugment)
         except ValueError as e:
             problems.append(f"--diffaugment: {e}")
-        if self.synthetic_fresh and (not self.synthetic or self.cache):
+        if self.synthetic_fresh and (not self.synthetic or self.cache or self.mirror):
             problems.append("--synthetic-fresh draws the demo's faces anew every epoch: it takes "
-                            "no --data-dir, and --no-cache")
+                            "no --data-dir, --no-cache and no --mirror")
         if not _is_probability_or_auto(self.augment_p):
             problems.append(f"--augment-p {self.augment_p}: must be auto or a number in [0, 1]")
         if self.adaptive and self.ada_signal == "rt" and self.loss in SHIFT_FREE_OBJECTIVES:
@@ -587,6 +601,7 @@ def upgrade(values: dict[Any, Any]) -> dict[Any, Any]:
         logger.warning("note: recipe %r is now called %r", values["recipe"], new)
         values["recipe"] = new
     values.pop("image_size", None)
+    values.pop("init_source", None)  # where --init-from's weights came from: a record
     if values.pop("tensorboard", False):
         logger.warning("note: setting 'tensorboard' is now 'logger: tensorboard'; used as such")
         values["logger"] = ",".join(filter(None, [values.get("logger"), "tensorboard"]))
@@ -601,6 +616,10 @@ def make_config(argv: list[str] | None = None) -> Config:
     config_file = args.pop("config", None)
     file_values = load_config_file(config_file) if config_file else {}
     run_values: dict[str, Any] = {}
+    if "resume" in args and "init_from" in {**file_values, **args}:
+        raise ConfigError("--init-from starts a new run from another run's weights and --resume "
+                          "continues a run: give one of them (a fine-tune is resumed with "
+                          "--resume alone)")
     if "resume" in args:  # a resumed run starts from its own saved settings
         run_dir, run_values = read_run_config(args["resume"])
         run_values.pop("resume", None)  # where that run was resumed from, not a setting of this one

@@ -95,6 +95,12 @@ class Split:
     eval: Dataset
     description: str
 
+    @property
+    def faces(self) -> Dataset:
+        """The training faces as the folder holds them (without --mirror's flips): what the
+        memorisation score compares generated faces with."""
+        return self.train.faces if isinstance(self.train, Mirrored) else self.train
+
 
 def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[int]]:
     """A deterministic (train, eval) partition of ``range(n)``, both sorted."""
@@ -104,12 +110,15 @@ def split_indices(n: int, eval_size: int, seed: int) -> tuple[list[int], list[in
 
 def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
                synthetic_size: int = 0, image_size: int = 64, progress: bool = False,
-               cache_dir: Path | None = None, num_workers: int = 0, fresh: bool = False) -> Split:
+               cache_dir: Path | None = None, num_workers: int = 0, fresh: bool = False,
+               mirror: bool = False) -> Split:
     """Build the train/eval split of an image folder, or of the synthetic faces when
     ``data_dir`` is None. With ``cache_dir``, a folder's images come from the decoded-image
     cache (see cache.py). Every file is decoded once up front, by ``num_workers`` processes.
     The synthetic faces with ``cache_dir`` are drawn once into memory instead (nothing is
-    written). Raises :class:`DataError` when there are too few images."""
+    written). With ``mirror``, the training faces are each also seen x-flipped (:class:`Mirrored`;
+    the held-out faces stay as they are). Raises :class:`DataError` when there are too few
+    images."""
     tf = default_transform(image_size)
     if data_dir is None and cache_dir is not None:
         full = DrawnFaces(synthetic_size, seed=seed, image_size=image_size, progress=progress)
@@ -135,11 +144,30 @@ def make_split(data_dir: str | None, eval_size: int, batch_size: int, seed: int,
                      torch.utils.data.Subset(full, eval_idx),
                      f"{source}: new faces every epoch ({len(train_idx)} per epoch), "
                      f"{len(eval_idx)} held out for evaluation")
+    train = torch.utils.data.Subset(full, train_idx)
     return Split(
-        train=torch.utils.data.Subset(full, train_idx),
+        train=Mirrored(train) if mirror else train,
         eval=torch.utils.data.Subset(full, eval_idx),
-        description=f"{source}: {len(train_idx)} train, {len(eval_idx)} held out for evaluation",
+        description=f"{source}: {len(train_idx)} train" + (" (and their mirror images)" if mirror
+                                                           else "")
+        + f", {len(eval_idx)} held out for evaluation",
     )
+
+
+class Mirrored(Dataset):
+    """Every face of ``faces`` and, after them, each one x-flipped (StyleGAN2-ADA's ``--mirror``):
+    twice the faces per epoch, each flip a face the set could have held."""
+
+    def __init__(self, faces: Dataset) -> None:
+        self.faces = faces
+
+    def __len__(self) -> int:
+        return 2 * len(self.faces)
+
+    def __getitem__(self, index: int):
+        n = len(self.faces)
+        image, label = self.faces[index % n]
+        return (image.flip(-1) if index >= n else image), label
 
 
 def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed: int,
@@ -148,9 +176,10 @@ def make_train_loader(dataset: Dataset, batch_size: int, num_workers: int, seed:
     """A shuffling loader whose order depends only on (seed, epoch): call
     ``loader.sampler.set_epoch(e, skip)`` at each epoch start. ``batch_size`` is per process.
     A subset of cached images gets batches gathered on ``device`` instead of a DataLoader."""
-    if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, CachedImages):
-        images = dataset.dataset.images.to(device or "cpu")
-        return CachedBatches(images, dataset.indices, batch_size, seed, world_size, rank)
+    faces, mirror = (dataset.faces, True) if isinstance(dataset, Mirrored) else (dataset, False)
+    if isinstance(faces, torch.utils.data.Subset) and isinstance(faces.dataset, CachedImages):
+        images = faces.dataset.images.to(device or "cpu")
+        return CachedBatches(images, faces.indices, batch_size, seed, world_size, rank, mirror)
     sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                            drop_last=True, fresh=isinstance(dataset, FreshFaces))
     return torch.utils.data.DataLoader(

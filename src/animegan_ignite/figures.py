@@ -69,41 +69,48 @@ def draw_losses(ax, iters: list[dict], epochs: list[dict], label: str = "loss") 
     """Loss_G and Loss_D per iteration, raw (faint) and smoothed, epoch ends as grey lines
     (up to MAX_EPOCH_LINES epochs); the gradient penalties taken (E|grad D|^2 at the steps
     that took one) on a log axis on the right. ``label`` names the objective's loss."""
-    x = np.array([r["iteration"] for r in iters])
-    window = max(1, len(x) // 50)
+    window = max(1, len(iters) // 50)
     lows, highs = [], []
     for key, name, colour in (("loss_g", "G", "tab:blue"), ("loss_d", "D", "tab:orange")):
-        y = np.array([r[key] for r in iters], dtype=float)
+        x, y = _series(iters, key)
+        if not len(y):
+            continue
         ax.plot(x, y, color=colour, alpha=0.25, lw=0.7)
         ax.plot(x, smooth(y, window), color=colour, lw=1.8, label=f"{name} (moving avg {window})")
         lows.append(float(np.percentile(y, 1)))
         highs.append(float(np.percentile(y, 99)))
-    lo, hi = min(min(lows), 0.0), max(highs)  # losses can be negative (hinge G, Wasserstein)
-    pad = 0.15 * (hi - lo) or 1.0
-    ax.set_ylim(lo - (pad if lo < 0 else 0), hi + pad)  # single spikes would flatten the curves
+    if highs:
+        lo, hi = min(min(lows), 0.0), max(highs)  # losses can be negative (hinge G, Wasserstein)
+        pad = 0.15 * (hi - lo) or 1.0
+        ax.set_ylim(lo - (pad if lo < 0 else 0), hi + pad)  # single spikes would flatten curves
     _epoch_lines(ax, epochs)
     ax.set(xlabel="iteration", ylabel=label, title="Generator and discriminator loss")
     ax.legend(loc="upper left")
     taken = [k for k in PENALTY_KEYS if any(k in r for r in iters)]
     if taken:
         twin = ax.twinx()
-        for key, colour in zip(taken, ("tab:green", "tab:red", "tab:purple"), strict=False):
-            at = [r for r in iters if key in r]
-            twin.plot([r["iteration"] for r in at], [r[key] for r in at], color=colour, lw=0.9,
-                      ls="--", label=f"{key} penalty: E|grad D|^2")
+        for i, key in enumerate(taken):  # colours after the losses' C0 and C1, any number
+            twin.plot(*_series(iters, key), color=f"C{2 + i}", lw=0.9, ls="--",
+                      label=f"{key} penalty: E|grad D|^2")
         twin.set(yscale="log", ylabel="gradient penalty")
         twin.legend(loc="upper right")
 
 
+def _series(records: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(iterations, values) of the records that hold ``key`` (history.drawable leaves out the
+    values that are not finite)."""
+    at = [r for r in records if key in r]
+    return (np.array([r["iteration"] for r in at]), np.array([r[key] for r in at], dtype=float))
+
+
 def draw_d_outputs(ax, iters: list[dict], epochs: list[dict]) -> None:
     """Mean D(x) and D(G(z)) per iteration (smoothed)."""
-    x = np.array([r["iteration"] for r in iters])
-    window = max(1, len(x) // 50)
+    window = max(1, len(iters) // 50)
     for key, label, colour in (("d_x", "D(x), real", "tab:green"),
                                ("d_g_z1", "D(G(z)) before D step", "tab:red"),
                                ("d_g_z2", "D(G(z)) after D step", "tab:purple")):
-        ax.plot(x, smooth(np.array([r[key] for r in iters], dtype=float), window), color=colour,
-                lw=1.5, label=label)
+        x, y = _series(iters, key)
+        ax.plot(x, smooth(y, window), color=colour, lw=1.5, label=label)
     _epoch_lines(ax, epochs)
     ax.set(xlabel="iteration", ylabel="mean probability", ylim=(0, 1), title="Discriminator outputs")
     ax.legend(loc="center right")
@@ -295,11 +302,16 @@ def export_plots(run_dir: str | Path, out_dir: str | Path | None = None) -> Plot
     """Draw every figure the run's files allow; report what was written and what is missing."""
     run = RunDir(run_dir)
     out = Path(out_dir) if out_dir else run.plots
-    records, skipped = drawable(read_history(run.root))
+    history = drawable(read_history(run.root))
+    skipped = history.skipped
     if skipped:
         logger.warning("warning: %s: skipped %d damaged record(s) of its history: %s", run.history,
                        len(skipped), "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else ""))
-    iters, epochs = split_history(records)
+    if history.not_finite:
+        logger.warning("warning: %s: left out values that are NaN or infinite (a diverged run?): "
+                       "%s", run.history, ", ".join(f"{k} in {n} record(s)"
+                                                   for k, n in history.not_finite.items()))
+    iters, epochs = split_history(history.records)
     report = PlotReport()
     if iters:
         report.written.append(_figure(out / "losses.png", lambda ax: draw_losses(ax, iters, epochs,

@@ -14,7 +14,7 @@ from ignite.engine import Engine
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .models import Discriminator, Generator
+from .architecture import Architecture
 from .objectives import OBJECTIVES, Penalty
 
 OUTPUT_KEYS = ("loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2")
@@ -33,25 +33,27 @@ class GAN:
     nz: int
 
 
-def build_gan(nz: int, ngf: int, ndf: int, lr: float, beta1: float, device: torch.device,
-              sync_bn: bool = False, lr_d: float | None = None, spectral_norm: bool = False,
-              channels_last: bool = False, beta2: float = 0.999, d_batchnorm: bool = True) -> GAN:
-    """G and D with Adam(betas=(beta1, beta2)): G at ``lr``, D at ``lr_d`` (default ``lr``; two
-    rates are the TTUR of Heusel et al., 2017). With several processes the models go through
+def build_gan(arch: Architecture, lr: float, beta1: float, device: torch.device,
+              sync_bn: bool = False, lr_d: float | None = None, channels_last: bool = False,
+              beta2: float = 0.999, freeze_d: int = 0) -> GAN:
+    """G and D of ``arch`` with Adam(betas=(beta1, beta2)): G at ``lr``, D at ``lr_d`` (default
+    ``lr``; two rates are the TTUR of Heusel et al., 2017); D's first ``freeze_d`` blocks keep
+    their weights (FreezeD, Mo et al., 2020: fine-tuning from a trained D). With several
+    processes the models go through
     ``idist.auto_model`` (DistributedDataParallel, optionally SyncBatchNorm); with one, they stay
     plain modules on ``device`` (auto_model would also move them to the GPU when the user asked
     for the CPU, and wrap them in DataParallel on a multi-GPU machine)."""
     fmt = torch.channels_last if channels_last else torch.preserve_format
-    netG = Generator(nz, ngf).to(device, memory_format=fmt)
-    netD = Discriminator(ndf, spectral_norm=spectral_norm, batch_norm=d_batchnorm).to(
-        device, memory_format=fmt)
+    netG = arch.generator().to(device, memory_format=fmt)
+    netD = arch.discriminator().to(device, memory_format=fmt)
+    netD.freeze(freeze_d)  # before DDP, which registers the parameters it all-reduces
     if idist.get_world_size() > 1:
         netG, netD = idist.auto_model(netG, sync_bn=sync_bn), idist.auto_model(netD, sync_bn=sync_bn)
     betas = (beta1, beta2)
     optG = idist.auto_optim(torch.optim.Adam(netG.parameters(), lr=lr, betas=betas))
     optD = idist.auto_optim(torch.optim.Adam(netD.parameters(), lr=lr if lr_d is None else lr_d,
                                              betas=betas))
-    return GAN(netG, netD, optG, optD, device, nz)
+    return GAN(netG, netD, optG, optD, device, arch.nz)
 
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

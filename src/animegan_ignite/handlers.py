@@ -57,6 +57,7 @@ from .quality import Evaluator
 from .rundir import RunDir, atomic_write, iteration_of
 from .scores import collapse_warning, copying_warning, score_line
 from .signals import StopRequest
+from .transfer import Source
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class RunContext:
     best: Checkpoint | None = None
     ema: EMAHandler | None = None
     trackers: list[Any] = field(default_factory=list)
+    init: Source | None = None  # --init-from's weights, for a run's first start
     clock: Callable[[], float] = time.monotonic  # what the plots' time share is measured with
 
     @property
@@ -146,8 +148,12 @@ def setup_handlers(trainer: Engine, ctx: RunContext) -> None:
 
 
 def init_weights(engine: Engine, ctx: RunContext) -> None:
-    """DCGAN init at the start of a fresh run; a resumed run keeps the weights it loaded."""
+    """At the start of a fresh run, --init-from's weights or else DCGAN's init; a resumed run
+    keeps the weights it loaded."""
     if engine.state.iteration:
+        return
+    if ctx.init is not None:  # the same file on every process: the same weights
+        ctx.init.load_into(ctx.gan.netG, ctx.gan.netD, ctx.ema.ema_model if ctx.ema else None)
         return
     # Same seed on every process: DDP synchronised the weights when it wrapped the models, before
     # this init, so each rank must draw the same ones.

@@ -15,6 +15,9 @@ short, and :func:`read_history` skips it.
 from __future__ import annotations
 
 import json
+import math
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,23 +40,42 @@ def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-# What a record must hold to be drawn (an older run's epoch record may lack the scores).
+# What a record must hold to be drawn (an older run's epoch record may lack the scores); a
+# required number that is NaN or infinite is left out like any other, so figures draw each
+# series from the records that hold it.
 REQUIRED = {"iteration": ("iteration", "epoch", "loss_d", "loss_g", "d_x", "d_g_z1", "d_g_z2"),
             "epoch": ("epoch", "iteration")}
+PLACES = ("iteration", "epoch")  # where a record is: without them finite it cannot be placed
 
 
-def drawable(records: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
-    """The records a figure can use, and a description of each one it cannot (a damaged or
-    hand-edited history: a record without its numbers), by its place in the history."""
-    kept, skipped = [], []
+@dataclass
+class Drawable:
+    """What the figures can use of a history: its records with every number finite, each
+    record they cannot use (a damaged or hand-edited history: a record without its numbers) by
+    its place, and the fields whose NaN or infinite values were left out (a diverged run)."""
+
+    records: list[dict[str, Any]]
+    skipped: list[str]
+    not_finite: dict[str, int]
+
+
+def drawable(records: list[dict[str, Any]]) -> Drawable:
+    kept, skipped, not_finite = [], [], Counter()
     for i, r in enumerate(records, 1):
         need = REQUIRED.get(r.get("kind"), ())
-        if all(isinstance(r.get(k), (int, float)) and not isinstance(r.get(k), bool) for k in need):
-            kept.append(r)
-        else:
-            missing = [k for k in need if not isinstance(r.get(k), (int, float))]
+        missing = [k for k in need if not _is_number(r.get(k))
+                   or (k in PLACES and not math.isfinite(r[k]))]
+        if missing:
             skipped.append(f"record {i} ({r.get('kind')}, no {', '.join(missing)})")
-    return kept, skipped
+            continue
+        bad = [k for k, v in r.items() if _is_number(v) and not math.isfinite(v)]
+        not_finite.update(bad)
+        kept.append({k: v for k, v in r.items() if k not in bad})
+    return Drawable(kept, skipped, dict(not_finite))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def split_history(records: list[dict[str, Any]]) -> tuple[list[dict], list[dict]]:

@@ -70,6 +70,19 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()
 
+    def blocks(self) -> list[nn.Module]:
+        """D's blocks from the image on: the first convolution, the three downsampling blocks
+        and the final convolution."""
+        return [self.main[0], self.main[2], self.main[3], self.main[4], self.main[5]]
+
+    def freeze(self, n: int) -> None:
+        """Keep the first ``n`` blocks at their weights (FreezeD: the low-level features of a
+        D trained on many faces stay; the final convolution always trains)."""
+        if not 0 <= n < len(self.blocks()):
+            raise ValueError(f"D has {len(self.blocks()) - 1} blocks that can be frozen, not {n}")
+        for block in self.blocks()[:n]:
+            block.requires_grad_(False)
+
 
 def _up(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(

@@ -36,6 +36,7 @@ from ignite.utils import manual_seed
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import seeds
+from .architecture import Architecture, record
 from .checkpoints import CheckpointError
 from .signals import StopRequest
 
@@ -73,9 +74,9 @@ class RunState:
     RNG state (kept as ``loaded_rng``); ``rng_missing`` says when the checkpoint had none for
     this rank."""
 
-    def __init__(self, fixed_noise: torch.Tensor, model_config: dict[str, Any]) -> None:
+    def __init__(self, fixed_noise: torch.Tensor, architecture: Architecture) -> None:
         self.fixed_noise = fixed_noise
-        self.model_config = dict(model_config)
+        self.architecture = architecture
         self.rng_states: list[dict[str, Any] | None] = []
         self.epoch_seconds: float | None = None
         self.saved_world_size = 1
@@ -113,16 +114,11 @@ class RunState:
         self.epoch_seconds = seconds
 
     def state_dict(self) -> dict[str, Any]:
-        return {"fixed_noise": self.fixed_noise.cpu(), "model_config": self.model_config,
+        return {"fixed_noise": self.fixed_noise.cpu(), **record(self.architecture),
                 "rng": self.rng_states, "epoch_train_seconds": self.epoch_seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.fixed_noise.copy_(state["fixed_noise"])
-        saved = {k: state["model_config"].get(k) for k in self.model_config}
-        if saved != self.model_config:
-            raise CheckpointError(
-                f"the checkpoint's model {state['model_config']} differs from this run's "
-                f"{self.model_config}; resume with the run's own settings")
+        self.fixed_noise.copy_(state["fixed_noise"])  # the architecture: checked by the plan
         if "rng" in state:
             rng = list(state["rng"])
         else:  # written before per-rank states existed: rank 0's only

@@ -13,7 +13,14 @@ from typing import Any
 
 import torch
 
-from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+from .checkpoints import (
+    EXPORT_CONFIG,
+    EXPORT_WEIGHTS,
+    export_info,
+    load_checkpoint,
+    load_generator,
+    resolve_checkpoint,
+)
 from .config import MIN_EVAL, Config
 from .data import ImageFiles, default_transform, drop_unreadable, find_images, make_split
 from .device import resolve_device
@@ -41,7 +48,11 @@ def _run_config(path: Path, args: argparse.Namespace) -> Config:
     """The run's own settings (Config.from_run; the demo's where a checkpoint has no run
     folder), with the flags given here over them."""
     run = RunDir.of_checkpoint(path)
-    cfg = Config.from_run(run.root) if run.config.is_file() else Config()
+    if path.name == EXPORT_WEIGHTS:  # an exported model carries its run's settings
+        settings = export_info(path)["settings"]
+        cfg = Config.from_saved(settings, str(path.parent / EXPORT_CONFIG)) if settings else Config()
+    else:
+        cfg = Config.from_run(run.root) if run.config.is_file() else Config()
     given = {k: v for k, v in vars(args).items() if k in ("data_dir", "eval_size", "seed")
              and v is not None}
     cfg = dataclasses.replace(cfg, **given)

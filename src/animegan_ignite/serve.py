@@ -26,7 +26,7 @@ def serve(argv: list[str] | None) -> None:
     args = p.parse_args(argv)
     check_int("--port", args.port, 0, 65535, " (0: any free port)")
     # imported here: --help and flag errors answer before torch loads
-    from .checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+    from .checkpoints import architecture_of, load_checkpoint, load_generator, resolve_checkpoint
     from .device import resolve_device
     from .webapp import create_app
 
@@ -35,7 +35,7 @@ def serve(argv: list[str] | None) -> None:
     netG = load_generator(ckpt, resolve_device(args.device), args.weights)
     info = {"checkpoint": str(path), "iteration": ckpt.get("trainer", {}).get("iteration"),
             "weights": "ema" if args.weights != "raw" and "ema" in ckpt else "raw",
-            **ckpt["run_state"]["model_config"]}
+            **architecture_of(ckpt).as_dict()}
     print(f"serving {path} on http://{args.host}:{args.port}/", flush=True)
     create_app(netG, info).run(host=args.host, port=args.port, threaded=True)
 

@@ -8,6 +8,7 @@ processes (one, N with ``--nproc-per-node``, or one per torchrun rank).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -26,9 +27,11 @@ from torch.utils.data import Dataset
 from torchvision.utils import save_image
 
 from . import faults, resume, seeds
+from .architecture import Architecture
 from .augment import AdaptiveAugment, DiffAugment
 from .checkpoints import (
     adopt_existing,
+    architecture_of,
     checkpoint_iteration,
     load_checkpoint,
     make_checkpointers,
@@ -59,6 +62,7 @@ from .rundir import (
 )
 from .signals import forward_to_children, on_sigterm, stops_deferred
 from .trackers import make_trackers
+from .transfer import Source, check_fits, load_source
 
 logger = logging.getLogger(__name__)
 DEMO_NOTE = (
@@ -76,6 +80,7 @@ class Plan:
     run: RunDir
     split: Split
     checkpoint: dict[str, Any] | None
+    init: Source | None = None  # --init-from's weights, when the run starts from its beginning
 
 
 def launch(cfg: Config) -> None:
@@ -110,12 +115,17 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
         RunDir(run_dir).check_layout()
         checkpoint = _resume_point(cfg, RunDir(run_dir))
         if checkpoint is not None:
+            _check_architecture(cfg, checkpoint)
             cfg = epochs_for_kimg(cfg, checkpoint["trainer"]["epoch_length"])
             _check_not_complete(cfg, RunDir(run_dir), checkpoint)
     else:
         run_dir = new_run_dir(cfg.output_dir, check=check_output_dir, force=cfg.force)
-    if cfg.cache or cfg.download or (cfg.eval_size and cfg.eval_every):  # it will be written
-        check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)
+    if cfg.cache or cfg.download or cfg.init_from or (cfg.eval_size and cfg.eval_every):
+        check_output_path(cache_folder(cfg.cache_dir), "--cache-dir", folder=True)  # written
+    init = None
+    if cfg.init_from and checkpoint is None:  # a resumed fine-tune has its weights already
+        init = load_source(cfg.init_from, cache_folder(cfg.cache_dir))
+        check_fits(init, Architecture.of(cfg), cfg.init_from)
     if cfg.download:  # the run's settings name the downloaded folder (what --resume reads)
         cfg = cfg.replace(data_dir=str(fetch(cfg.download, cache_folder(cfg.cache_dir))),
                           download=None)
@@ -124,13 +134,20 @@ def make_plan(cfg: Config, check_output_dir: bool = True) -> Plan:
     cache = cache_folder(cfg.cache_dir) if cfg.cache else None
     split = make_split(cfg.data_dir, cfg.eval_size, cfg.batch_size, cfg.data_seed, cfg.synthetic_size,
                        progress=cfg.progress, cache_dir=cache, num_workers=cfg.num_workers,
-                       fresh=cfg.synthetic_fresh)
+                       fresh=cfg.synthetic_fresh, mirror=cfg.mirror)
     epoch_length = iterations_per_epoch(len(split.train), cfg.batch_size, cfg.world_size)
     if checkpoint is not None:
         _check_epoch_length(checkpoint, epoch_length)
     else:
         cfg = epochs_for_kimg(cfg, epoch_length)
-    return Plan(cfg, device, RunDir(run_dir), split, checkpoint)
+    return Plan(cfg, device, RunDir(run_dir), split, checkpoint, init)
+
+
+def _check_architecture(cfg: Config, checkpoint: dict[str, Any]) -> None:
+    differ = Architecture.of(cfg).differences(architecture_of(checkpoint))
+    if differ:
+        raise ConfigError(f"--resume {cfg.resume}: the checkpoint's networks differ from the "
+                          f"run's settings ({'; '.join(differ)}); resume with the run's own")
 
 
 def _resume_point(cfg: Config, run: RunDir) -> dict[str, Any] | None:
@@ -270,12 +287,13 @@ def build_run(plan: Plan) -> Run:
     logger.info("data: %s", plan.split.description)
     logger.info("run directory: %s (device %s)", plan.run, plan.device)
     manual_seed(seeds.process(cfg.seed, rank))
-    gan = build_gan(cfg.nz, cfg.ngf, cfg.ndf, cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
-                    lr_d=cfg.d_lr, spectral_norm=cfg.spectral_norm, channels_last=cfg.channels_last,
-                    beta2=cfg.beta2, d_batchnorm=cfg.d_batchnorm)
+    gan = build_gan(Architecture.of(cfg), cfg.g_lr, cfg.beta1, plan.device, cfg.sync_bn,
+                    lr_d=cfg.d_lr, channels_last=cfg.channels_last, beta2=cfg.beta2,
+                    freeze_d=cfg.freeze_d)
     log_model_summaries(gan, plan.run, rank == 0)
     trainer, ctx, to_save = build_trainer(cfg, plan.run, gan, make_evaluator(plan), rank == 0,
                                           plan.split.eval)
+    ctx.init = plan.init
     if plan.checkpoint is not None:
         restore(plan, trainer, ctx, to_save)
     elif rank == 0:  # a new run, or one stopped before its first checkpoint, from the start
@@ -315,8 +333,7 @@ def build_trainer(cfg: Config, run: RunDir, gan: GAN, evaluator: Evaluator | Non
                                         (scaler_d, scaler_g), cfg.loss, augment or None,
                                         penalties(cfg.loss, cfg.r1_gamma, cfg.r2_gamma,
                                                   cfg.reg_every)))
-    run_state = resume.RunState(fixed_noise(cfg, gan.device),
-                                {"nz": cfg.nz, "ngf": cfg.ngf, "ndf": cfg.ndf, "nc": 3})
+    run_state = resume.RunState(fixed_noise(cfg, gan.device), Architecture.of(cfg))
     probe = None
     if cfg.ada_signal == "rv":
         if held_out is None:
@@ -363,7 +380,7 @@ def make_evaluator(plan: Plan) -> Evaluator | None:
         logger.warning(choice.is_unavailable)
     return Evaluator(choice, plan.split.eval, eval_latents(cfg.eval_size, cfg.nz, cfg.seed),
                      plan.device, cache, cfg.eval_batch_size, progress=cfg.progress,
-                     train_set=plan.split.train)
+                     train_set=plan.split.faces)
 
 
 def restore(plan: Plan, trainer: Engine, ctx: RunContext, to_save: dict[str, Any]) -> None:
@@ -392,12 +409,27 @@ def start_run_dir(plan: Plan) -> None:
         logger.info("removed %s, left by an interrupted write", stale)
     if plan.cfg.synthetic:
         logger.info(DEMO_NOTE)
-    write_json_atomic(run.config, plan.cfg.to_dict())
+    source = plan.init.provenance if plan.init else _saved_init_source(run)
+    if plan.init:
+        logger.info("starting from the weights of %s (iteration %d of %s, sha256 %s)",
+                    source["given"], source["iteration"], source["file"], source["sha256"][:16])
+    write_json_atomic(run.config, {**plan.cfg.to_dict(),
+                                   **({"init_source": source} if source else {})})
     if not run.real_samples.exists():  # 64 held-out faces for the real-vs-fake figure
         source = plan.split.eval if len(plan.split.eval) else plan.split.train
         reals = torch.stack([source[i][0] for i in range(min(64, len(source)))])
         atomic_write(run.real_samples, lambda f: save_image(
             reals, f, format="png", nrow=8, normalize=True, value_range=(-1, 1)))
+
+
+def _saved_init_source(run: RunDir) -> dict[str, Any] | None:
+    """Where a resumed fine-tune's weights first came from (its config.json keeps it)."""
+    if not run.config.is_file():
+        return None
+    try:
+        return json.loads(run.config.read_text()).get("init_source")
+    except (ValueError, AttributeError):
+        return None  # read_run_config has already said what is wrong with the file
 
 
 def log_model_summaries(gan: GAN, run: RunDir, is_writer: bool) -> None:
