@@ -56,12 +56,12 @@ from torchvision import datasets
 from animegan_ignite import gan as gan_module
 from animegan_ignite.architecture import Architecture
 from animegan_ignite.augment import DiffAugment
+from animegan_ignite.backbones import load_backbone
 from animegan_ignite.cache import CachedBatches, load_or_build
 from animegan_ignite.config import Config, default_of, make_config, parse_policy
 from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.gan import Speed, build_gan
-from animegan_ignite.inception import load_backbone
 from animegan_ignite.metrics import fid_from_features
 from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
 from animegan_ignite.quality import Evaluator, eval_latents

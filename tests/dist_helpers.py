@@ -8,8 +8,8 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 
+from animegan_ignite.backbones import load_backbone
 from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.inception import load_backbone
 from animegan_ignite.models import Generator, dcgan_weights_init
 from animegan_ignite.quality import Evaluator, eval_latents
 

@@ -11,6 +11,7 @@ from dist_helpers import evaluate_fixed_generator
 from helpers import TINY, inception_network, run_main
 from PIL import Image
 
+from animegan_ignite.backbones import load_backbone
 from animegan_ignite.data import ImageFiles, default_transform, find_images
 from animegan_ignite.features import RealFeatures, to_uint8
 from animegan_ignite.history import read_history, split_history
@@ -20,7 +21,6 @@ from animegan_ignite.inception import (
     STANDARD_NAME,
     BackboneError,
     TinyFeatures,
-    load_backbone,
 )
 from animegan_ignite.metrics import FeatureStats, fid_from_stats
 from animegan_ignite.models import Generator, dcgan_weights_init

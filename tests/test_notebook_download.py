@@ -52,6 +52,7 @@ def test_kaggle_notebook_runs_on_cpu_and_a_second_session_continues_the_run(tmp_
     _execute_notebook(first.parent, first, epochs=1)
     assert (first.parent / "new_faces.png").exists()
     assert (first / "plots" / "summary.png").exists()
+    assert (first.parent / "model" / "model.safetensors").exists()  # the base others fine-tune
     before = [r for r in read_history(first) if r["kind"] != "end"]  # the resumed run is not ended
     # The next session: the first one's output added as (read-only) input, two epochs asked for.
     _execute_notebook(second.parent, second, epochs=2, resume_from=first)

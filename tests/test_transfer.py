@@ -23,6 +23,8 @@ from animegan_ignite.models import sample
 from animegan_ignite.trainer import build_run, make_plan
 from animegan_ignite.transfer import sha256
 
+# its tests share the module's trained run and its export (built once, on one worker)
+pytestmark = pytest.mark.xdist_group("transfer")
 # A tiny source run on the demo's faces: 15 iterations, the EMA of G, ADA, one evaluation.
 ARGS = ["--synthetic-size", "140", "--epochs", "1", "--batch-size", "8", "--ngf", "8", "--ndf", "8",
         "--nz", "16", "--eval-size", "20", "--ema-halflife-kimg", "0.5", "--augment-p", "auto",
@@ -140,8 +142,8 @@ def test_hub_sources_come_through_huggingface_hub_and_offline_is_one_line(source
     assert source_info["sha256"] == sha256(source / "model" / "model.safetensors")
 
 
-def test_the_export_is_a_model_card_and_weights_that_generate_evaluate_and_serve(source,
-                                                                               tmp_path):
+def test_the_export_is_a_model_card_and_weights_that_generate_and_evaluate_as_the_run(source,
+                                                                                  tmp_path):
     model = source / "model"
     card = (model / "README.md").read_text()
     header = card.split("---")[1]
@@ -166,8 +168,11 @@ def test_the_export_is_a_model_card_and_weights_that_generate_evaluate_and_serve
         assert r.returncode == 0, r.stderr[-2000:]
         scores.append(json.loads(r.stdout.strip().splitlines()[-1]))
     assert scores[0]["fid"] == pytest.approx(scores[1]["fid"], rel=1e-9)
-    # serve: its page's API answers from the folder
-    proc, base = start_serve(model)
+
+
+@pytest.mark.slow
+def test_the_server_serves_an_exported_model(source):
+    proc, base = start_serve(source / "model")
     try:
         info = json.loads(urllib.request.urlopen(base + "/api/info", timeout=30).read())
         assert info["ngf"] == 8 and info["iteration"] == 15 and info["weights"] == "ema"

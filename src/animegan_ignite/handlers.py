@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ignite.distributed as idist
 import torch
@@ -57,7 +57,9 @@ from .quality import Evaluator
 from .rundir import RunDir, atomic_write, iteration_of
 from .scores import collapse_warning, copying_warning, score_line
 from .signals import StopRequest
-from .transfer import Source
+
+if TYPE_CHECKING:  # a type only: the weights are loaded by trainer.make_plan
+    from .transfer import Source
 
 logger = logging.getLogger(__name__)
 

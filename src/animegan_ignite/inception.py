@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from .errors import UserError
-from .paths import cache_folder
 
 logger = logging.getLogger(__name__)
 
@@ -194,36 +193,7 @@ def _download_weights(timeout_s: float = 20) -> Path:
     return path
 
 
-def load_backbone(weights: str = "auto", device: torch.device | str = "cpu", backend: str = "torch",
-                  cache_dir: Path | None = None, image_size: int = 64) -> BackboneChoice:
-    """Load the Inception backbone, on ``backend`` (onnx_backend.py: ``torch``, ``onnxruntime``
-    or ``auto``; the ONNX export for ``image_size`` images is cached in ``cache_dir``).
-
-    ``weights``: a file path (standard weights; errors are :class:`BackboneError`), ``"pool3"``
-    (the offline TorchScript network, FID only, no download attempt), or ``"auto"``: the torch
-    hub cache, else a download, else the offline network with IS unavailable.
-    """
-    choice = _load_torch_backbone(weights, torch.device(device))
-    from . import onnx_backend  # imports nothing heavy until ONNX Runtime is used
-
-    if not onnx_backend.wanted(backend, torch.device(device), choice.backbone):
-        return choice
-    try:
-        source = choice.backbone.cpu()  # ONNX Runtime runs on the CPU
-        runner = onnx_backend.onnx_backbone(source, cache_folder(cache_dir), image_size)
-    except Exception as e:
-        if backend == "onnxruntime":
-            raise onnx_backend.BackendError(f"--eval-backend onnxruntime: the feature network "
-                                            f"could not run on ONNX Runtime ({type(e).__name__}: "
-                                            f"{str(e).splitlines()[0][:200]}); use --eval-backend "
-                                            "torch") from e
-        logger.warning("ONNX Runtime could not run the feature network (%s); torch runs it",
-                       type(e).__name__)
-        return BackboneChoice(choice.backbone.to(device), choice.is_unavailable)
-    return BackboneChoice(runner, choice.is_unavailable)
-
-
-def _load_torch_backbone(weights: str, device: torch.device) -> BackboneChoice:
+def load_torch_backbone(weights: str, device: torch.device) -> BackboneChoice:
     if os.environ.get(TinyFeatures.TEST_VARIABLE) == "tiny":
         return BackboneChoice(TinyFeatures().to(device).eval(),
                               "IS unavailable: the tests' tiny feature network has no classifier")

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .backbones import load_backbone
 from .checkpoints import (
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
@@ -28,7 +29,7 @@ from .errors import UserError
 from .faces import latents
 from .features import RealFeatures, embed_dataset, embed_generator
 from .figures import draw_truncation_sweep
-from .inception import BackboneChoice, load_backbone
+from .inception import BackboneChoice
 from .metrics import fid_from_stats
 from .paths import cache_folder
 from .quality import Evaluator, eval_latents

@@ -29,6 +29,7 @@ from torchvision.utils import save_image
 from . import faults, resume, seeds
 from .architecture import Architecture
 from .augment import AdaptiveAugment, DiffAugment
+from .backbones import load_backbone
 from .checkpoints import (
     adopt_existing,
     architecture_of,
@@ -46,7 +47,6 @@ from .errors import Terminated, exit_status, print_error
 from .gan import GAN, Speed, build_gan, make_held_out_probe, make_scalers, make_training_step
 from .handlers import RunContext, best_score, finish, make_ema, setup_handlers
 from .history import History
-from .inception import load_backbone
 from .models import summarize
 from .objectives import penalties
 from .paths import cache_folder, check_output_path
