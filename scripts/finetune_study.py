@@ -116,9 +116,12 @@ def last_scores(run: Path) -> dict:
 
 
 def table(out: Path, variants: list[str], seeds: list[int]) -> str:
+    """Two-seed (or one-seed) means of the last evaluation's scores, the training time (the
+    epochs' ``train_seconds``: the first run to evaluate also embeds the judges once, which
+    its wall time holds) and the wall time."""
     seconds = json.loads((out / "times.json").read_text())
-    rows = ["| variant | length (kimg) | " + " | ".join(SCORES) + " | wall time (s) | per seed FID |",
-            "| --- | ---: | " + " | ".join("---:" for _ in SCORES) + " | ---: | --- |"]
+    rows = ["| variant | kimg | " + " | ".join(SCORES) + " | training (s) | wall (s) | FID per seed |",
+            "| --- | ---: | " + " | ".join("---:" for _ in SCORES) + " | ---: | ---: | --- |"]
     for v in variants:
         runs = [out / f"{v}_s{s}" for s in seeds]
         if not all(finished(r) for r in runs):
@@ -126,11 +129,17 @@ def table(out: Path, variants: list[str], seeds: list[int]) -> str:
         found = [last_scores(r) for r in runs]
         mean = {k: np.mean([f[k] for f in found]) for k in SCORES}
         kimg = json.loads((runs[0] / "config.json").read_text())["kimg"]
+        train = np.mean([training_seconds(r) for r in runs])
         rows.append(f"| {v} | {kimg:g} | " + " | ".join(
             f"{mean[k]:.3f}" if k in ("kid", "precision", "recall", "diversity") else f"{mean[k]:.1f}"
-            for k in SCORES) + f" | {np.mean([seconds[r.name] for r in runs]):.0f} | "
+            for k in SCORES) + f" | {train:.0f} | {np.mean([seconds[r.name] for r in runs]):.0f} | "
             + " / ".join(f"{f['fid']:.1f}" for f in found) + " |")
     return "\n".join(rows)
+
+
+def training_seconds(run: Path) -> float:
+    records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
+    return sum(r.get("train_seconds", 0) for r in records if r.get("kind") == "epoch")
 
 
 def main() -> None:
