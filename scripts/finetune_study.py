@@ -36,6 +36,7 @@ VARIANTS = {  # name: (starts from the base, extra flags, length as a share of -
     "init_freeze2": (True, ["--freeze-d", "2"], 0.5),
     "init_mirror": (True, ["--mirror"], 0.5),
     "init_freeze2_mirror": (True, ["--freeze-d", "2", "--mirror"], 0.5),
+    "init_lr2": (True, ["--lr", "2e-4"], 0.5),  # the 2016 rate, under the cosine
 }
 SCORES = ("fid", "kid", "precision", "recall", "diversity", "memorisation")
 
@@ -88,14 +89,15 @@ def train(run: Path, args: list[str], threads: int) -> subprocess.Popen | None:
                             stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, times: Path) -> None:
-    """Train the runs, ``parallel`` at a time, recording each one's wall time."""
-    seconds = json.loads(times.read_text()) if times.is_file() else {}
+def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, times: Path,
+            threads: int | None = None) -> None:
+    """Train the runs, ``parallel`` at a time (``threads`` each: by default the machine's two
+    cores shared out), recording each one's wall time."""
     pending, running = list(jobs), []
     while pending or running:
         while pending and len(running) < parallel:
             run, flags = pending.pop(0)
-            proc = train(run, flags, 2 if parallel == 1 else 1)
+            proc = train(run, flags, threads or (2 if parallel == 1 else 1))
             if proc is not None:
                 running.append((run, proc, time.monotonic()))
         for item in list(running):
@@ -104,8 +106,9 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, times: Path) -> N
                 running.remove(item)
                 if proc.returncode:
                     sys.exit(f"{run} failed ({proc.returncode}): see {run}.out")
-                seconds[run.name] = seconds.get(run.name, 0) + time.monotonic() - start
-                times.write_text(json.dumps(seconds, indent=1))
+                seconds = json.loads(times.read_text()) if times.is_file() else {}  # re-read:
+                seconds[run.name] = seconds.get(run.name, 0) + time.monotonic() - start  # another
+                times.write_text(json.dumps(seconds, indent=1))  # study may share the folder
                 print(f"{run.name}: {seconds[run.name]:.0f} s", flush=True)
         time.sleep(2)
 
@@ -152,6 +155,7 @@ def main() -> None:
     p.add_argument("--kimg", type=float, default=160, help="the from-scratch length (the "
                    "data-size rule's for 100 faces); fine-tunes train a share of it")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, help="threads per run (default: 2 / --jobs)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     print(json.dumps(split(a.faces, a.out)))
@@ -170,7 +174,7 @@ def main() -> None:
                 "--split-seed", "0", "--seed", str(seed), "--kimg", f"{kimg:g}",
                 "--eval-every-kimg", f"{kimg / 2:g}", *(["--init-from", str(base)] if init else []),
                 *extra]))
-    run_all(jobs, a.jobs, a.out / "times.json")
+    run_all(jobs, a.jobs, a.out / "times.json", a.threads)
     text = table(a.out, variants, seeds)
     (a.out / "table.md").write_text(text + "\n")
     print(text)

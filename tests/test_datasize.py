@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from helpers import NO_EVAL, TINY, phases_passed, run_cli, run_main, start_cli, write_images
+from helpers import NO_EVAL, REPO, TINY, phases_passed, run_cli, run_main, start_cli, write_images
 from ignite.engine import Engine
 
 from animegan_ignite.config import ConfigError, make_config
@@ -45,6 +45,15 @@ def test_a_small_folder_gets_the_rule_but_never_over_a_chosen_setting(tmp_path, 
     plan = make_plan(make_config(["--data-dir", str(tmp_path / "faces"), "--output-dir",
                                   str(tmp_path / "run2"), "--cache-dir", str(tmp_path / "c")]))
     assert plan.cfg.cache and type(plan.split.train.dataset).__name__ == "CachedImages"
+
+
+def test_a_fine_tune_of_a_small_folder_gets_half_the_length(tmp_path):
+    write_images(tmp_path / "faces", 100)
+    model = REPO / "tests" / "data" / "format2_export"  # a trained generator: nz 8, width 4
+    plan = make_plan(make_config(["--data-dir", str(tmp_path / "faces"), "--init-from", str(model),
+                                  "--nz", "8", "--ngf", "4", "--ndf", "4", "--output-dir",
+                                  str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c")]))
+    assert (plan.cfg.kimg, plan.cfg.eval_every_kimg) == (80.0, 20.0) and plan.init is not None
 
 
 def test_an_impossible_explicit_combination_still_errors(tmp_path):

@@ -12,7 +12,9 @@ The rule, for a ``--data-dir`` of n < 3,128 faces (the default 3,000 held out + 
   faces would not fill two batches;
 - a length of 160 kimg (5,000 iterations of 32: the length of those regimes), evaluated every
   quarter of it and checkpointed every 8 kimg (an epoch of 100 faces is 3 iterations: epoch-end
-  checkpoints would come every few seconds);
+  checkpoints would come every few seconds); half of it for a fine-tune (``--init-from``), which
+  ended better than the whole length from scratch on 100 faces (docs/recipes.md,
+  "Fine-tuning");
 - the faces decoded once into memory (``--cache``): with a few iterations an epoch, DataLoader
   workers would spend a tenth of the run starting each epoch's first batch.
 """
@@ -27,6 +29,7 @@ from .config import Config, default_of, flag
 logger = logging.getLogger(__name__)
 
 SMALL_KIMG = 160.0
+FINE_TUNE_SHARE = 0.5  # of SMALL_KIMG, for a run that starts from trained weights
 SMALL_BATCH = 32
 MIN_HELD_OUT = 20
 
@@ -54,7 +57,8 @@ def fit_to_data(cfg: Config, n: int) -> Config:
     log line. A length the user gave in epochs keeps every cadence in epochs."""
     if cfg.given is None or cfg.synthetic:
         return cfg
-    choices = small_data_choices(n, SMALL_KIMG if cfg.kimg is None else cfg.kimg)
+    length = SMALL_KIMG * (FINE_TUNE_SHARE if cfg.init_from else 1.0)
+    choices = small_data_choices(n, length if cfg.kimg is None else cfg.kimg)
     in_epochs = "epochs" in cfg.given and cfg.kimg is None
     skip = {"kimg", "eval_every_kimg", "checkpoint_every_kimg"} if in_epochs else set()
     if "eval_every" in cfg.given:
