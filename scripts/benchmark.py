@@ -645,7 +645,9 @@ def write_demo_faces(folder: Path, n: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"small counts: {QUICK}")
-    p.add_argument("--data-dir", help="face images (default: demo faces written as JPEG files)")
+    p.add_argument("--data-dir", help="a folder holding a folder of face images, as the seed's "
+                   "tutorial reads it (torchvision's ImageFolder: DIR/images/*.jpg; default: "
+                   "demo faces written as JPEG files)")
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--batch-size", type=int)
@@ -665,6 +667,9 @@ def main() -> None:
     p.add_argument("--inception-weights", default="pool3")
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args()
+    if args.data_dir and not any(d.is_dir() for d in Path(args.data_dir).iterdir()):
+        p.error(f"--data-dir {args.data_dir}: no folder of images inside; the plain loop reads it "
+                "as torchvision's ImageFolder does: give the folder above the images")
     for key, value in (QUICK if args.quick else FULL).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
