@@ -15,13 +15,13 @@ from helpers import REPO, TINY_FEATURES, run_cli, run_main, start_serve, write_i
 from PIL import Image
 
 from animegan_ignite.architecture import FORMAT, Architecture
+from animegan_ignite.cache import file_digest
 from animegan_ignite.checkpoints import architecture_of, load_checkpoint, load_generator
 from animegan_ignite.config import make_config
 from animegan_ignite.data import make_split, make_train_loader
 from animegan_ignite.handlers import init_weights
 from animegan_ignite.models import sample
 from animegan_ignite.trainer import build_run, make_plan
-from animegan_ignite.transfer import sha256
 
 # its tests share the module's trained run and its export (built once, on one worker)
 pytestmark = pytest.mark.xdist_group("transfer")
@@ -77,7 +77,7 @@ def test_a_fine_tune_records_its_source_keeps_frozen_blocks_and_sees_mirrored_fa
     saved = json.loads((run / "config.json").read_text())
     file = _latest(source / "base")
     assert saved["init_from"] == str(source / "base") and saved["freeze_d"] == 2 and saved["mirror"]
-    assert saved["init_source"]["sha256"] == sha256(file)
+    assert saved["init_source"]["sha256"] == file_digest(file)
     assert saved["init_source"]["iteration"] == 15
     assert saved["init_source"]["file"] == str(file.resolve())
     assert f"starting from the weights of {source / 'base'} (iteration 15" in r.stderr
@@ -139,7 +139,7 @@ def test_hub_sources_come_through_huggingface_hub_and_offline_is_one_line(source
                  "--eval-every", "0", "--output-dir", tmp_path / "b")
     assert r.returncode == 0, r.stderr[-2000:]
     source_info = json.loads((tmp_path / "b" / "config.json").read_text())["init_source"]
-    assert source_info["sha256"] == sha256(source / "model" / "model.safetensors")
+    assert source_info["sha256"] == file_digest(source / "model" / "model.safetensors")
 
 
 def test_the_export_is_a_model_card_and_weights_that_generate_and_evaluate_as_the_run(source,

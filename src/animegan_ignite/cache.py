@@ -38,6 +38,15 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (an ONNX export's checksum, an --init-from source's hash)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def files_identity(files: Sequence[Path]) -> list[tuple[str, int, int]]:
     """Exactly which files these are: resolved paths, sizes and modification times."""
     return [(str(Path(f).resolve()), (st := os.stat(f)).st_size, st.st_mtime_ns) for f in files]

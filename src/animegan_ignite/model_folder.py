@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 from torchvision.utils import save_image
 
 from .architecture import record
+from .cache import file_digest
 from .checkpoints import (
     EXPORT_CONFIG,
     EXPORT_WEIGHTS,
@@ -29,7 +30,6 @@ from .history import read_history, split_history
 from .models import sample
 from .rundir import RunDir, atomic_write, write_json_atomic, write_text_atomic
 from .scores import headline_fields, table_cell
-from .transfer import sha256
 
 
 def export(run: str | Path, out: Path) -> list[Path]:
@@ -66,7 +66,7 @@ def describe(checkpoint: dict[str, Any], file: Path, run: RunDir) -> dict[str, A
     return {**record(architecture_of(checkpoint)), "iteration": checkpoint_iteration(checkpoint),
             "weights": [net for net in ("netG", "ema", "netD") if net in checkpoint],
             "source": {"run": str(run.root.resolve()), "checkpoint": file.name,
-                       "sha256": sha256(file)},
+                       "sha256": file_digest(file)},
             "settings": settings, "scores": evaluated[-1] if evaluated else None}
 
 

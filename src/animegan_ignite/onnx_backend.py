@@ -24,7 +24,7 @@ import ignite.distributed as idist
 import numpy as np
 import torch
 
-from .cache import fingerprint
+from .cache import file_digest, fingerprint
 from .errors import UserError
 from .inception import Backbone, split_outputs
 from .rundir import atomic_write, write_json_atomic
@@ -114,14 +114,6 @@ def weights_digest(network: torch.nn.Module) -> str:
     for name, tensor in network.state_dict().items():
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 

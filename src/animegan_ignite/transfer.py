@@ -8,7 +8,6 @@ model folder (export.py) or ``hf:OWNER/NAME``, an exported folder on the Hugging
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from .architecture import Architecture
+from .cache import file_digest
 from .checkpoints import (
     CheckpointError,
     architecture_of,
@@ -64,15 +64,7 @@ def load_source(spec: str, cache_dir: Path) -> Source:
     return Source({k: checkpoint[k] for k in ("netG", "netD", "ema") if k in checkpoint},
                   architecture_of(checkpoint),
                   {"given": spec, "file": str(file.resolve()),
-                   "iteration": checkpoint_iteration(checkpoint), "sha256": sha256(file)})
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+                   "iteration": checkpoint_iteration(checkpoint), "sha256": file_digest(file)})
 
 
 def check_fits(source: Source, here: Architecture, spec: str) -> None:
