@@ -121,30 +121,37 @@ class Pool3Inception(Backbone):
             self.network = torch.jit.load(str(path), map_location="cpu").eval()
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        x = resize_like_tf1(images.float(), 299)
-        return ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # faster on CPU
+        return resize_like_tf1(images.float(), 299).sub_(128).div_(128)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # channels-last here, not in prepare: torch's CPU convolutions run faster on it, while
+        # ONNX Runtime, which runs prepare's output, takes the plain layout without a copy
+        x = self.prepare(images).contiguous(memory_format=torch.channels_last)
+        return split_outputs(self.network(x))
 
 
 def resize_like_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
     """TensorFlow 1.x's bilinear resize (align_corners=False) of ``x`` (N, C, H, W) to ``size``
     x ``size``: bit for bit torch-fidelity's ``interpolate_bilinear_2d_like_tensorflow1x``
-    (its exact "slow" method), computed in two passes. Each output pixel is the same arithmetic
-    on the same values (a row lerp along x of the two source rows, then a lerp along y), but the
-    lerp along x is done once per source row instead of once per output row, and rows are
-    gathered whole: several times faster on a CPU (tests/test_evaluation.py compares them)."""
+    (its exact "slow" method), computed in two passes, along x then along y. Each output pixel is
+    the same arithmetic on the same values (``lo + (hi - lo) * w``), but each source line's step
+    to the next (``hi - lo``) is taken once at the source's size, lines are gathered whole and
+    the large tensors are written in place: several times faster on a CPU
+    (tests/test_evaluation.py compares them)."""
+    return _lerp_pass(_lerp_pass(x, 3, size), 2, size)
 
-    def grid(n_in: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        at = torch.arange(0, size, 1, dtype=x.dtype, device=x.device) * torch.tensor(
-            n_in / size, dtype=torch.float32)
-        lo = at.long()
-        return lo, (lo + 1).clamp_max(n_in - 1), at - lo.float()
 
-    y_lo, y_hi, dy = grid(x.shape[2])
-    x_lo, x_hi, dx = grid(x.shape[3])
-    left = x.index_select(3, x_lo)
-    rows = left + (x.index_select(3, x_hi) - left) * dx.view(1, 1, 1, size)
-    top = rows.index_select(2, y_lo)
-    return top + (rows.index_select(2, y_hi) - top) * dy.view(1, 1, size, 1)
+def _lerp_pass(src: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    n_in = src.shape[dim]
+    at = torch.arange(0, size, 1, dtype=src.dtype, device=src.device) * torch.tensor(
+        n_in / size, dtype=torch.float32)
+    lo = at.long()
+    following = torch.arange(1, n_in + 1, device=src.device).clamp_max_(n_in - 1)
+    step = src.index_select(dim, following).sub_(src)
+    shape = [1] * src.dim()
+    shape[dim] = size
+    out = step.index_select(dim, lo).mul_((at - lo.float()).view(shape))
+    return out.add_(src.index_select(dim, lo))
 
 
 class TinyFeatures(Backbone):
