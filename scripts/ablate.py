@@ -43,11 +43,11 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from animegan_ignite.config import Config, make_config
-from animegan_ignite.data import find_images, iterations_per_epoch, make_split
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.data.loading import find_images, iterations_per_epoch, make_split
+from animegan_ignite.evaluation.scores import headline_fields, table_cell
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.scores import headline_fields, table_cell
-from animegan_ignite.trainer import build_run, make_plan
+from animegan_ignite.runs.history import has_ended, is_evaluated, read_history, split_history
+from animegan_ignite.training.trainer import build_run, make_plan
 
 DIFFAUG = ["--diffaugment", "color,translation"]
 EMA = ["--ema-halflife-kimg", "10", "--ema-rampup", "0.05"]
@@ -158,11 +158,9 @@ def subset_folder(args: argparse.Namespace) -> str:
 
 
 def finished(run: Path) -> bool:
-    """The run trained its whole schedule (its last epoch record exists)."""
-    if not RunDir(run).config.is_file():
-        return False
-    epochs = Config.from_run(run).epochs
-    return any(r["epoch"] == epochs for r in split_history(read_history(run))[1])
+    """The run is finished (history.has_ended: its end record; one killed after its last
+    epoch's record but before its end is resumed to finish it)."""
+    return RunDir(run).config.is_file() and has_ended(read_history(run))
 
 
 def train(run: Path, flags: list[str], bar: tqdm, label: str) -> None:
@@ -241,7 +239,7 @@ def collect(runs: dict[str, dict[int, Path]]) -> dict[str, dict]:
     for variant, by_seed in runs.items():
         curves = {}
         for seed, path in by_seed.items():
-            epochs = [e for e in split_history(read_history(path))[1] if e.get("fid") is not None]
+            epochs = [e for e in split_history(read_history(path))[1] if is_evaluated(e)]
             curves[seed] = [{"iteration": e["iteration"], **{k: e.get(k) for k in SCORES}}
                             for e in epochs]
         out[variant] = {"curves": curves, "flags": variant_flags(variant),

@@ -54,20 +54,20 @@ from torch import nn
 from torchvision import datasets
 
 from animegan_ignite import gan as gan_module
-from animegan_ignite.architecture import Architecture
-from animegan_ignite.augment import DiffAugment
-from animegan_ignite.backbones import load_backbone
-from animegan_ignite.cache import CachedBatches, load_or_build
 from animegan_ignite.config import Config, default_of, make_config, parse_policy
-from animegan_ignite.data import default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.features import RealFeatures, to_uint8
-from animegan_ignite.gan import Speed, build_gan
-from animegan_ignite.metrics import fid_from_features
-from animegan_ignite.models import Discriminator, Generator, dcgan_weights_init
-from animegan_ignite.quality import Evaluator, eval_latents
-from animegan_ignite.scores import of_features as scores
-from animegan_ignite.synthetic import SyntheticFaces
-from animegan_ignite.trainer import build_run, make_plan
+from animegan_ignite.data.cache import CachedBatches, load_or_build
+from animegan_ignite.data.loading import default_transform, find_images, make_split, make_train_loader
+from animegan_ignite.data.synthetic import SyntheticFaces
+from animegan_ignite.evaluation.backbones import load_backbone
+from animegan_ignite.evaluation.features import RealFeatures, to_uint8
+from animegan_ignite.evaluation.metrics import fid_from_features
+from animegan_ignite.evaluation.quality import Evaluator, eval_latents
+from animegan_ignite.evaluation.scores import of_features as scores
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.augment import DiffAugment
+from animegan_ignite.networks.gan import Speed, build_gan
+from animegan_ignite.networks.models import Discriminator, Generator, dcgan_weights_init
+from animegan_ignite.training.trainer import build_run, make_plan
 
 COMMANDS = ("train", "evaluate", "generate", "serve", "plot")
 SECTIONS = ("startup", "step", "augment", "objectives", "trainer", "data", "demo", "backend",
@@ -186,7 +186,7 @@ def _augment_step_seconds(p: float | None, args: argparse.Namespace, held_out: b
     with ``held_out`` D's pass over a held-out batch every 4 steps (--ada-signal rv)."""
     from ignite.engine import Engine
 
-    from animegan_ignite.augment import AdaptiveAugment
+    from animegan_ignite.networks.augment import AdaptiveAugment
 
     torch.manual_seed(0)
     gan = build_gan(Architecture(100, 16, 16), 5e-4, 0.5, args.device)
@@ -240,12 +240,12 @@ def _objective_step_seconds(loss: str, r1: float, r2: float, args: argparse.Name
     Engine (the penalties are due by its iteration), over a multiple of the lazy interval."""
     from ignite.engine import Engine
 
-    from animegan_ignite.objectives import penalties
+    from animegan_ignite.networks.objectives import penalties
 
     torch.manual_seed(0)
     gan = build_gan(Architecture(100, 16, 16), 5e-4, 0.5, args.device)
     step = gan_module.make_training_step(gan, loss=loss, augment=DiffAugment(parse_policy(
-        "color,translation")), penalties=penalties(loss, r1, r2, every=4))
+        "color,translation")), penalties=penalties(loss, 4, r1=r1, r2=r2))
     real = torch.rand(args.batch_size, 3, 64, 64, device=args.device) * 2 - 1
     engine = Engine(step)
     engine.run([real] * 4)  # warm-up
@@ -472,7 +472,7 @@ def backend(args: argparse.Namespace) -> dict:
     """The feature network on torch and on ONNX Runtime (its export made first, and timed):
     images/s on the same real faces in the evaluator's batches of 100, and how far apart the
     two sets of features (and logits) are."""
-    from animegan_ignite.onnx_backend import onnxruntime_version
+    from animegan_ignite.evaluation.onnx_backend import onnxruntime_version
 
     split = make_split(args.data_dir, 0, 1, 999)
     images = torch.stack([to_uint8(split.train[i][0]) for i in range(args.backend_images)])

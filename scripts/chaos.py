@@ -47,8 +47,9 @@ from pathlib import Path
 
 import torch
 
-from animegan_ignite.faults import PHASES
-from animegan_ignite.history import read_history
+from animegan_ignite.rundir import RunDir
+from animegan_ignite.runs.faults import PHASES
+from animegan_ignite.runs.history import read_history
 
 EPOCHS, EPOCH_LENGTH = 3, 13  # 120 faces - 10 held out = 110 = 13 batches of 8
 SETTINGS = ["--synthetic-size", "120", "--epochs", str(EPOCHS), "--batch-size", "8", "--ngf", "8",
@@ -148,8 +149,8 @@ def stopped_run(run: Path, stops: list[tuple[str, int, str]], root: Path, launch
 def differences(run: Path, ref: Path) -> list[str]:
     """What differs between a finished run and the reference (empty: equal)."""
     found = []
-    names = sorted(p.name for p in (ref / "checkpoints").glob("*.pt"))
-    if sorted(p.name for p in (run / "checkpoints").glob("*.pt")) != names:
+    names = sorted(p.name for p in RunDir(ref).checkpoint_files())
+    if sorted(p.name for p in RunDir(run).checkpoint_files()) != names:
         found.append("checkpoint files")
     for name in names:
         path = run / "checkpoints" / name

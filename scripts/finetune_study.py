@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from animegan_ignite.runs.history import has_ended, is_evaluated, read_history
+
 INSIDE_HUES = (180.0, 270.0)
 TRAIN_FACES, HELD_OUT = 100, 500
 WIDTH = ["--ngf", "16", "--ndf", "16", "--batch-size", "32", "--no-progress", "--cache"]
@@ -74,8 +76,7 @@ def split(faces: Path, out: Path) -> dict:
 
 
 def finished(run: Path) -> bool:
-    history = run / "history.jsonl"
-    return history.is_file() and '"kind": "end"' in history.read_text()
+    return has_ended(read_history(run))
 
 
 def train(run: Path, args: list[str], threads: int) -> subprocess.Popen | None:
@@ -115,7 +116,7 @@ def run_all(jobs: list[tuple[Path, list[str]]], parallel: int, times: Path,
 
 def last_scores(run: Path) -> dict:
     records = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines()]
-    return [r for r in records if r.get("kind") == "epoch" and r.get("fid") is not None][-1]
+    return [r for r in records if is_evaluated(r)][-1]
 
 
 def table(out: Path, variants: list[str], seeds: list[int]) -> str:

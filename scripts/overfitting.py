@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from animegan_ignite.augment import DiffAugment
-from animegan_ignite.checkpoints import architecture_of, load_checkpoint, load_generator
 from animegan_ignite.config import Config, parse_policy
-from animegan_ignite.data import make_split, stack_images
-from animegan_ignite.models import Discriminator
+from animegan_ignite.data.loading import make_split, stack_images
+from animegan_ignite.networks.augment import DiffAugment
+from animegan_ignite.networks.models import Discriminator
+from animegan_ignite.runs.checkpoints import architecture_of, load_checkpoint, load_generator
 
 
 def logits(netD: Discriminator, images: torch.Tensor, augment: DiffAugment, batch: int) -> torch.Tensor:

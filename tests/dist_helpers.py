@@ -8,10 +8,10 @@ from pathlib import Path
 import ignite.distributed as idist
 import torch
 
-from animegan_ignite.backbones import load_backbone
-from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.models import Generator, dcgan_weights_init
-from animegan_ignite.quality import Evaluator, eval_latents
+from animegan_ignite.data.loading import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation.backbones import load_backbone
+from animegan_ignite.evaluation.quality import Evaluator, eval_latents
+from animegan_ignite.networks.models import Generator, dcgan_weights_init
 
 
 def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batch: int) -> None:
@@ -34,9 +34,9 @@ def evaluate_fixed_generator(local_rank: int, data_dir: str, out_file: str, batc
 
 def train_and_dump(local_rank: int, plan, dump_dir: str) -> None:
     """The trainer's own per-process setup and training, then this rank's final weights."""
-    from animegan_ignite.models import unwrap
-    from animegan_ignite.trainer import setup_process
-    from animegan_ignite.trainer import training as train
+    from animegan_ignite.networks.models import unwrap
+    from animegan_ignite.training.trainer import setup_process
+    from animegan_ignite.training.trainer import training as train
 
     setup_process(plan)
     trainer, gan = train(plan)

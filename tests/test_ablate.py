@@ -67,7 +67,7 @@ def test_the_timing_trainer_is_the_one_animegan_train_builds(image_dir, tmp_path
     import torch
     from helpers import run_main
 
-    from animegan_ignite.history import read_history, split_history
+    from animegan_ignite.runs.history import read_history, split_history
 
     script = _script()
     flags = ["--data-dir", str(image_dir), *script.variant_flags("default_ada_rv"), "--eval-size",

@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import REPO, run_cli
 
-from animegan_ignite.faults import PHASES
+from animegan_ignite.runs.faults import PHASES
 
 
 @pytest.mark.slow

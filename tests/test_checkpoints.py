@@ -5,14 +5,14 @@ import pytest
 import torch
 from ignite.engine import Engine
 
-from animegan_ignite.checkpoints import (
+from animegan_ignite.rundir import RunDir
+from animegan_ignite.runs.checkpoints import (
     CheckpointError,
     adopt_existing,
     load_checkpoint,
     make_checkpointers,
     resolve_checkpoint,
 )
-from animegan_ignite.rundir import RunDir
 
 
 class Counter:

@@ -193,3 +193,27 @@ def test_the_readme_names_every_recipe_and_no_missing_flag():
     named = set(re.findall(r"`(--[a-z0-9-]+)", readme.split("## The flags that matter")[1]
                            .split("\n## ")[0]))
     assert named and named <= flags, named - flags
+
+
+def test_a_throwaway_setting_is_one_declaration_that_reaches_flags_help_files_and_checks(
+        tmp_path, monkeypatch):
+    """A setting is one ``setting(...)`` field: with nothing else written, the parser offers
+    it, --help explains it, a config file and the flags set it, and its rule checks it."""
+    import dataclasses
+
+    from animegan_ignite.config import cli, settings
+    from animegan_ignite.config.rules import setting
+
+    extended = dataclasses.make_dataclass("Extended", [(
+        "throwaway_knob", int, setting(3, int, "speed", "a knob that only this test has",
+                                       lo=1, hi=9))], bases=(Config,))
+    for module in (cli, settings):
+        monkeypatch.setattr(module, "Config", extended)
+    assert "a knob that only this test has (default: 3)" in " ".join(
+        build_parser().format_help().split())
+    assert make_config([]).throwaway_knob == 3
+    assert make_config(["--throwaway-knob", "7"]).throwaway_knob == 7
+    (tmp_path / "c.yaml").write_text("throwaway-knob: 5\n")
+    assert make_config(["--config", str(tmp_path / "c.yaml")]).throwaway_knob == 5
+    with pytest.raises(ConfigError, match=r"throwaway-knob 0: must be an integer in 1\.\.9"):
+        make_config(["--throwaway-knob", "0"])

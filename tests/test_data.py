@@ -8,8 +8,8 @@ import torch
 from helpers import write_images
 from PIL import Image
 
-from animegan_ignite.cache import CachedBatches
-from animegan_ignite.data import (
+from animegan_ignite.data.cache import CachedBatches
+from animegan_ignite.data.loading import (
     DataError,
     ImageFiles,
     default_transform,
@@ -18,8 +18,8 @@ from animegan_ignite.data import (
     make_train_loader,
     split_indices,
 )
-from animegan_ignite.features import dataset_identity as dataset_fingerprint
-from animegan_ignite.synthetic import SyntheticFaces
+from animegan_ignite.data.synthetic import SyntheticFaces
+from animegan_ignite.evaluation.features import dataset_identity as dataset_fingerprint
 
 
 def test_finds_images_recursively_in_sorted_order(tmp_path):

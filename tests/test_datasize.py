@@ -9,11 +9,11 @@ from helpers import NO_EVAL, REPO, TINY, phases_passed, run_cli, run_main, start
 from ignite.engine import Engine
 
 from animegan_ignite.config import ConfigError, make_config
-from animegan_ignite.datasize import small_data_choices
-from animegan_ignite.handlers import crossed
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.quality import sample_size
-from animegan_ignite.trainer import make_plan
+from animegan_ignite.evaluation.quality import sample_size
+from animegan_ignite.runs.history import read_history, split_history
+from animegan_ignite.training.datasize import small_data_choices
+from animegan_ignite.training.handlers import crossed
+from animegan_ignite.training.trainer import make_plan
 
 
 def test_the_rule_for_64_1000_and_6000_faces():
@@ -135,7 +135,7 @@ def test_cadences_in_kimg_resume_exactly_after_sigkill(image_dir, tmp_path):
 
 
 def test_a_run_counted_in_images_draws_its_scores_against_kimg(image_dir, tmp_path):
-    from animegan_ignite.figures import _x_key
+    from animegan_ignite.evaluation.figures import _x_key
     from animegan_ignite.rundir import RunDir
 
     _run(image_dir, tmp_path / "k", "--kimg", "0.2")

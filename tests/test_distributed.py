@@ -12,8 +12,8 @@ from dist_helpers import train_and_dump, train_and_dump_rng
 from helpers import phases_passed, run_cli, start_cli
 
 from animegan_ignite.config import make_config
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.trainer import make_plan
+from animegan_ignite.runs.history import read_history, split_history
+from animegan_ignite.training.trainer import make_plan
 
 ARGS = ["--epochs", "2", "--eval-size", "16", "--eval-every", "0", "--ngf", "8", "--ndf", "8",
         "--batch-size", "8", "--num-workers", "0", "--no-progress", "--backend", "gloo"]

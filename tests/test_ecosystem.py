@@ -13,10 +13,10 @@ import pytest
 import torch
 from helpers import TINY, run_main, write_images
 
-from animegan_ignite.backbones import load_backbone
-from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.features import to_uint8
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.data.loading import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation.backbones import load_backbone
+from animegan_ignite.evaluation.features import to_uint8
+from animegan_ignite.runs.history import read_history, split_history
 
 # its module fixtures (a trained run) are built once, on one worker; the installed console
 # commands run as real processes (the slow tier)

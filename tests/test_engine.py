@@ -4,9 +4,9 @@ import math
 
 import torch
 
-from animegan_ignite.architecture import Architecture
-from animegan_ignite.data import make_split, make_train_loader
-from animegan_ignite.gan import build_gan, make_training_step
+from animegan_ignite.data.loading import make_split, make_train_loader
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.gan import build_gan, make_training_step
 
 
 def _tiny_gan():

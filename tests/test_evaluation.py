@@ -11,19 +11,19 @@ from dist_helpers import evaluate_fixed_generator
 from helpers import TINY, inception_network, run_main
 from PIL import Image
 
-from animegan_ignite.backbones import load_backbone
-from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.features import RealFeatures, to_uint8
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.inception import (
+from animegan_ignite.data.loading import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation.backbones import load_backbone
+from animegan_ignite.evaluation.features import RealFeatures, to_uint8
+from animegan_ignite.evaluation.inception import (
     IS_FIX,
     POOL3_NAME,
     STANDARD_NAME,
     BackboneError,
     TinyFeatures,
 )
-from animegan_ignite.metrics import FeatureStats, fid_from_stats
-from animegan_ignite.models import Generator, dcgan_weights_init
+from animegan_ignite.evaluation.metrics import FeatureStats, fid_from_stats
+from animegan_ignite.networks.models import Generator, dcgan_weights_init
+from animegan_ignite.runs.history import read_history, split_history
 
 
 def test_the_two_pass_resize_is_torch_fidelitys_tf1_resize_bit_for_bit():
@@ -31,7 +31,7 @@ def test_the_two_pass_resize_is_torch_fidelitys_tf1_resize_bit_for_bit():
         interpolate_bilinear_2d_like_tensorflow1x,
     )
 
-    from animegan_ignite.inception import resize_like_tf1
+    from animegan_ignite.evaluation.inception import resize_like_tf1
 
     images = torch.randint(0, 256, (3, 3, 64, 64), generator=torch.Generator().manual_seed(0))
     checkerboard = torch.zeros(1, 3, 32, 32)
@@ -87,7 +87,7 @@ def test_each_run_embeds_the_reals_once_and_each_generated_image_once(image_dir,
     assert all(e["num_generated"] == 10 and e["num_real"] == 10 for e in epochs)
     assert all(e["fid"] > 0 and e["fid_backbone"] == TinyFeatures.name for e in epochs)
     assert all(e["eval_seconds"] > 0 and e["train_seconds"] > 0 for e in epochs)
-    assert all(e["is_mean"] is None and "IS unavailable" in e["is_unavailable"] for e in epochs)
+    assert all(e["is_mean"] is None and "IS unavailable" in e["unavailable"]["is"] for e in epochs)
     assert len(list((cache / "real_features").glob("*.pt"))) == 2  # held-out, training sample
     best = list((tmp_path / "a" / "checkpoints").glob("best_checkpoint_*.pt"))
     fids = {e["iteration"]: e["fid"] for e in epochs}
@@ -159,7 +159,7 @@ def test_run_with_standard_weights_records_is_and_its_backbone(image_dir, tmp_pa
     (epoch,) = split_history(read_history(tmp_path / "run"))[1]
     assert epoch["is_mean"] >= 1.0 and epoch["is_std"] >= 0
     assert epoch["is_backbone"] == epoch["fid_backbone"] == STANDARD_NAME
-    assert epoch["is_unavailable"] is None
+    assert "is" not in epoch["unavailable"]
     # 10 held-out + 110 training reals (all of a small set) + 10 fakes, each once for FID *and* IS
     assert epoch["inception_images"] == 130
 
@@ -212,7 +212,7 @@ def pool3(tmp_path_factory):
 def real_face_features(shared_faces, pool3):
     """pool3 features of 1,000 real faces (two halves of 500), 40 copies of one face, and 60
     noise images: the inputs that must move each score its own way."""
-    from animegan_ignite.features import embed_dataset
+    from animegan_ignite.evaluation.features import embed_dataset
 
     backbone, tf = pool3, default_transform(64)
     files = find_images(shared_faces)
@@ -226,9 +226,9 @@ def real_face_features(shared_faces, pool3):
 @pytest.mark.slow
 @pytest.mark.xdist_group("real_faces")
 def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
-    from animegan_ignite.features import RealFeatures
-    from animegan_ignite.scores import COLLAPSE_RATIO, collapse_warning
-    from animegan_ignite.scores import of_features as scores
+    from animegan_ignite.evaluation.features import RealFeatures
+    from animegan_ignite.evaluation.scores import COLLAPSE_RATIO, collapse_warning
+    from animegan_ignite.evaluation.scores import of_features as scores
 
     features, one_face, noise = real_face_features
     held_out = RealFeatures(features[:500])
@@ -249,9 +249,9 @@ def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
 @pytest.mark.slow
 @pytest.mark.xdist_group("real_faces")
 def test_memorisation_flags_training_faces_fed_back_and_not_new_faces(real_face_features):
-    from animegan_ignite.features import RealFeatures
-    from animegan_ignite.scores import COPYING_Z
-    from animegan_ignite.scores import of_features as scores
+    from animegan_ignite.evaluation.features import RealFeatures
+    from animegan_ignite.evaluation.scores import COPYING_Z
+    from animegan_ignite.evaluation.scores import of_features as scores
 
     features = real_face_features[0]
     train, held = RealFeatures(features[:400]), RealFeatures(features[400:800])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from helpers import NO_EVAL, TINY, checkpoint_names, run_main, start_serve, write_images
 
-from animegan_ignite.data import find_images, make_split
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.data.loading import find_images, make_split
+from animegan_ignite.runs.history import read_history, split_history
 
 
 def snapshot(root: Path) -> dict[Path, bytes]:
@@ -99,18 +99,22 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("generate", ["--checkpoint", "run", "--export", "onnx", "--output", "g.pt"], 2, "must end in .onnx"),
     ("generate", ["--checkpoint", "run", "--interpolate", "5", "--gif", "walk.png"], 2,
      "must end in .gif"),
-    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "0"], 2, "--num must be in"),
-    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "-5"], 2, "--num must be in"),
+    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "0"], 2,
+     "--num 0: must be an integer in 1..64 for --grid"),
+    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "-5"], 2,
+     "--num -5: must be an integer in"),
     ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "1e9"], 2, "invalid int value"),
-    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--seed", "-1"], 2, "--seed must be in"),
+    ("generate", ["--checkpoint", "run", "--grid", "g.png", "--seed", "-1"], 2,
+     "--seed -1: must be an integer in 0.."),
     ("generate", ["--checkpoint", "missing", "--grid", "g.png"], 2, "no such checkpoint"),
     ("evaluate", ["--real", "data", "--save-stats", "afile/s.npz"], 2, "is a file, so nothing"),
     ("evaluate", ["--real", "data", "--save-stats", "stats.txt"], 2, "must end in .npz"),
     ("evaluate", ["--real", "missing", "--fake", "data"], 2, "no such folder"),
     ("evaluate", ["--real", "data", "--fake", "data", "--num", "1"], 2, "--num must be at least 2"),
-    ("evaluate", ["--checkpoint", "run", "--batch-size", "0"], 2, "--batch-size must be in"),
+    ("evaluate", ["--checkpoint", "run", "--batch-size", "0"], 2,
+     "--batch-size 0: must be an integer in 1..65536"),
     ("evaluate", ["--real", "data"], 2, "give --checkpoint PATH, or --real and --fake"),
-    ("serve", ["--checkpoint", "run", "--port", "70000"], 2, "--port must be in 0..65535"),
+    ("serve", ["--checkpoint", "run", "--port", "70000"], 2, "--port 70000: must be an integer in 0..65535"),
     ("serve", ["--checkpoint", "mine"], 2, "no checkpoints/checkpoint_<iteration>.pt"),
     ("plot", ["run", "--out", "afile/plots"], 2, "is a file, so nothing"),
     ("plot", ["mine"], 2, "is not a run directory"),
@@ -273,7 +277,7 @@ def test_a_disk_that_fills_keeps_the_last_checkpoint_and_every_plot_then_resumes
     temporary = [p for p in run.rglob("*") if p.name.endswith(".tmp")]
     assert not temporary
     assert checkpoint_names(run), "the first checkpoint fitted"
-    from animegan_ignite.checkpoints import load_checkpoint, resolve_checkpoint
+    from animegan_ignite.runs.checkpoints import load_checkpoint, resolve_checkpoint
 
     load_checkpoint(resolve_checkpoint(run))  # the last complete checkpoint loads
     iters = split_history(read_history(run))[0]

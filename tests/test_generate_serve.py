@@ -16,8 +16,8 @@ import torch
 from helpers import TINY, run_main, start_serve, write_images
 from PIL import Image
 
-from animegan_ignite.checkpoints import load_checkpoint, load_generator, resolve_checkpoint
-from animegan_ignite.webapp import create_app
+from animegan_ignite.runs.checkpoints import load_checkpoint, load_generator, resolve_checkpoint
+from animegan_ignite.use.webapp import create_app
 
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("generate_serve")
@@ -84,7 +84,7 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--num", "0", "--grid", "x.png"], "--num must be in"),
+    (["--num", "0", "--grid", "x.png"], "--num 0: must be an integer in 1..64"),
     (["--interpolate", "5"], "needs 2 <= STEPS <= 10000 and --gif"),
     ([], "nothing to do"),
 ])

@@ -6,15 +6,15 @@ import torch
 from helpers import checkpoint_names
 from ignite.engine import Events
 
-from animegan_ignite.architecture import Architecture
 from animegan_ignite.config import Config
-from animegan_ignite.data import make_split, make_train_loader
+from animegan_ignite.data.loading import make_split, make_train_loader
 from animegan_ignite.errors import Diverged
-from animegan_ignite.gan import build_gan
-from animegan_ignite.handlers import PlotExport, setup_handlers
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.gan import build_gan
 from animegan_ignite.rundir import RunDir
-from animegan_ignite.trainer import build_trainer
+from animegan_ignite.runs.history import read_history, split_history
+from animegan_ignite.training.handlers import PlotExport, setup_handlers
+from animegan_ignite.training.trainer import build_trainer
 
 
 def _setup(image_dir, run_path, snapshot_every=100, epochs=3, checkpoint_every=0, clock=None):

@@ -9,7 +9,7 @@ from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 
-from animegan_ignite.metrics import (
+from animegan_ignite.evaluation.metrics import (
     FeatureStats,
     fid_from_features,
     fid_from_stats,
@@ -195,8 +195,8 @@ def test_too_few_samples_are_refused_not_scored():
 
 
 def test_kid_spread_is_null_where_every_subset_is_the_whole_sample():
-    from animegan_ignite.features import RealFeatures
-    from animegan_ignite.scores import of_features as scores
+    from animegan_ignite.evaluation.features import RealFeatures
+    from animegan_ignite.evaluation.scores import of_features as scores
 
     real = _features(n=60, d=16, seed=1)
     equal = scores(_features(n=60, d=16, seed=2), RealFeatures(real))
@@ -207,7 +207,7 @@ def test_kid_spread_is_null_where_every_subset_is_the_whole_sample():
 
 
 def test_the_collapse_warning_suggests_diffaugment_only_to_a_run_without_it():
-    from animegan_ignite.scores import collapse_warning
+    from animegan_ignite.evaluation.scores import collapse_warning
 
     record = {"epoch": 3, "diversity": 0.2, "vendi": 1.2, "vendi_real": 6.0, "precision": 0.0,
               "recall": 0.0}

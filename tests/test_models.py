@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from animegan_ignite.models import Discriminator, Generator, count_parameters, dcgan_weights_init
+from animegan_ignite.networks.models import Discriminator, Generator, count_parameters, dcgan_weights_init
 
 
 def test_default_parameter_counts_match_the_seed_design():

@@ -11,9 +11,9 @@ from helpers import REPO, run_main
 from nbclient import NotebookClient
 from PIL import Image
 
-from animegan_ignite.data import make_split
-from animegan_ignite.download import DONE_MARKER, export_image_split
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.data.download import DONE_MARKER, export_image_split
+from animegan_ignite.data.loading import make_split
+from animegan_ignite.runs.history import read_history, split_history
 
 NOTEBOOK = REPO / "notebooks" / "kaggle_dual_t4.ipynb"
 

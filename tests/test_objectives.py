@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from helpers import phases_passed, run_cli, start_cli
 from ignite.engine import Engine, Events
 
-from animegan_ignite.architecture import Architecture
-from animegan_ignite.augment import DiffAugment
 from animegan_ignite.config import OBJECTIVE_NAMES, ConfigError, make_config, parse_policy
-from animegan_ignite.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
-from animegan_ignite.models import Discriminator, dcgan_weights_init
-from animegan_ignite.objectives import OBJECTIVES, penalties
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.augment import DiffAugment
+from animegan_ignite.networks.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
+from animegan_ignite.networks.models import Discriminator, dcgan_weights_init
+from animegan_ignite.networks.objectives import OBJECTIVES, penalties
 
 REAL, FAKE = torch.tensor([2.0, 0.5]), torch.tensor([-3.0, 0.0])
 
@@ -56,7 +56,7 @@ def _tiny_d(batch_norm: bool) -> Discriminator:
 def test_r1_and_r2_equal_a_hand_written_autograd_penalty(batch_norm):
     netD = _tiny_d(batch_norm)
     real, fake = torch.randn(3, 3, 64, 64), torch.randn(3, 3, 64, 64)
-    r1, r2 = penalties("bce", 0.4, 2.0, every=3)
+    r1, r2 = penalties("bce", 3, r1=0.4, r2=2.0)
     for penalty, points, gamma in ((r1, real, 0.4), (r2, fake, 2.0)):
         x = points.clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(netD(x).sum(), x, create_graph=True)
@@ -75,7 +75,7 @@ def test_r1_and_r2_equal_a_hand_written_autograd_penalty(batch_norm):
 def test_wgan_gp_penalty_is_one_centred_at_points_between_real_and_fake():
     netD = _tiny_d(False)
     real, fake = torch.randn(4, 3, 64, 64), torch.randn(4, 3, 64, 64)
-    (gp,) = penalties("wgan-gp", 0.0, 0.0, every=4)
+    (gp,) = penalties("wgan-gp", 4)
     torch.manual_seed(5)
     term, _ = gp(netD, real, fake, lambda t: t)
     torch.manual_seed(5)
@@ -91,7 +91,7 @@ def test_without_penalties_the_step_is_todays_step_bit_for_bit(image_dir):
     """bce with R1/R2 at 0 draws the same random numbers and gives the same losses as the step
     built with no penalties at all (the dcgan golden losses in test_recipe hold as well)."""
     outs = []
-    for extra in ({}, {"penalties": penalties("bce", 0.0, 0.0, 4)}):
+    for extra in ({}, {"penalties": penalties("bce", 4)}):
         torch.manual_seed(7)
         gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
         step = make_training_step(gan, augment=DiffAugment(parse_policy("color,translation")), **extra)
@@ -104,7 +104,7 @@ def test_without_penalties_the_step_is_todays_step_bit_for_bit(image_dir):
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("loss", OBJECTIVE_NAMES)
 def test_every_objective_trains_with_penalties_in_every_precision(loss, precision):
-    from animegan_ignite.gan import Speed, make_scalers
+    from animegan_ignite.networks.gan import Speed, make_scalers
 
     torch.manual_seed(1)
     gan = build_gan(Architecture(16, 8, 8, d_batchnorm=False), 2e-4, 0.0, torch.device("cpu"),
@@ -113,7 +113,7 @@ def test_every_objective_trains_with_penalties_in_every_precision(loss, precisio
     before = [p.detach().clone() for p in gan.netD.parameters()]
     step = make_training_step(gan, Speed(precision), make_scalers(gan, precision), loss,
                               DiffAugment(parse_policy("color,translation")),
-                              penalties(loss, 0.5, 0.5, every=2))
+                              penalties(loss, 2, r1=0.5, r2=0.5))
     outputs = []
     engine = Engine(step)
     engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(dict(e.state.output)))
@@ -149,7 +149,7 @@ def test_a_penalty_needs_no_batchnorm_only_in_name_a_step_with_it_and_batchnorm_
     gradient with its batch-mates', which the docs say); the step's numbers stay finite."""
     torch.manual_seed(2)
     gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
-    step = make_training_step(gan, loss="rpgan", penalties=penalties("rpgan", 0.1, 0.1, 1))
+    step = make_training_step(gan, loss="rpgan", penalties=penalties("rpgan", 1, r1=0.1, r2=0.1))
     out = Engine(step).run([torch.rand(4, 3, 64, 64) * 2 - 1]).output
     assert math.isfinite(out["r1"]) and math.isfinite(out["loss_g"])
     assert F.softplus(torch.tensor(0.0)).item() == pytest.approx(math.log(2))
@@ -184,3 +184,35 @@ def test_ada_steered_by_the_sign_of_d_is_refused_where_the_logits_level_is_free(
         make_config(["--loss", "rpgan", "--augment-p", "auto"])
     assert make_config(["--loss", "rpgan", "--augment-p", "auto", "--ada-signal", "rv"]).adaptive
     assert make_config(["--loss", "hinge", "--augment-p", "auto"]).adaptive
+
+
+def test_a_throwaway_objective_and_penalty_are_one_entry_each_and_reach_step_and_figure(monkeypatch):
+    """Adding an objective or a penalty is one declaration (objectives.py) plus its code: the
+    step takes both and records the penalty, and the loss figure draws its curve."""
+    from matplotlib.figure import Figure
+
+    from animegan_ignite.evaluation.figures import draw_losses
+    from animegan_ignite.networks import objectives
+
+    def midpoints(real, fake):
+        return (real + fake) / 2
+
+    monkeypatch.setitem(objectives.OPTIONAL_PENALTIES, "rmid", midpoints)
+    monkeypatch.setitem(objectives.OBJECTIVES, "softplus-sum", objectives.Objective(
+        lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
+        lambda f, r: F.softplus(-f).mean(), "throwaway loss"))
+    torch.manual_seed(3)
+    gan = build_gan(Architecture(16, 8, 8), 2e-4, 0.5, torch.device("cpu"))
+    step = make_training_step(gan, loss="softplus-sum",
+                              penalties=penalties("softplus-sum", 1, rmid=0.5, r1=0.0))
+    records = []
+    engine = Engine(step)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: records.append(
+        {"kind": "iteration", "iteration": e.state.iteration, "epoch": 1, **e.state.output}))
+    engine.run([torch.rand(4, 3, 64, 64) * 2 - 1 for _ in range(3)])
+    assert all(r["rmid"] > 0 and "r1" not in r for r in records)
+    ax = Figure().subplots()
+    draw_losses(ax, records, [], "throwaway loss")
+    twin_labels = [line.get_label() for other in ax.figure.axes if other is not ax
+                   for line in other.get_lines()]
+    assert twin_labels == ["rmid penalty: E|grad D|^2"]

@@ -11,12 +11,12 @@ import pytest
 import torch
 from helpers import REPO, TINY, run_main, write_images
 
-from animegan_ignite.backbones import load_backbone
-from animegan_ignite.data import ImageFiles, default_transform, find_images
-from animegan_ignite.features import to_uint8
-from animegan_ignite.inception import POOL3_NAME
-from animegan_ignite.models import Generator, dcgan_weights_init
-from animegan_ignite.onnx_backend import OnnxBackbone, trusted
+from animegan_ignite.data.loading import ImageFiles, default_transform, find_images
+from animegan_ignite.evaluation.backbones import load_backbone
+from animegan_ignite.evaluation.features import to_uint8
+from animegan_ignite.evaluation.inception import POOL3_NAME
+from animegan_ignite.evaluation.onnx_backend import OnnxBackbone, trusted
+from animegan_ignite.networks.models import Generator, dcgan_weights_init
 
 # Each export traces the whole Inception network (seconds).
 pytestmark = [pytest.mark.slow, pytest.mark.inception]

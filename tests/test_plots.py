@@ -10,8 +10,8 @@ import pytest
 from helpers import REPO, TINY, run_main
 from PIL import Image
 
-from animegan_ignite.figures import export_plots
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.evaluation.figures import export_plots
+from animegan_ignite.runs.history import read_history, split_history
 
 # its module fixtures (a trained run) are built once, on one worker
 pytestmark = pytest.mark.xdist_group("plots")
@@ -157,7 +157,7 @@ def test_a_diverged_history_of_nan_and_infinity_draws_every_figure_and_says_what
 
 def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run):
     text = (finished_run / "model_summary.txt").read_text()
-    from animegan_ignite.models import Discriminator, Generator, count_parameters
+    from animegan_ignite.networks.models import Discriminator, Generator, count_parameters
     assert f"Total params: {count_parameters(Generator(100, 8)):,}" in text
     assert f"Total params: {count_parameters(Discriminator(8)):,}" in text
     assert "Total params:" in (finished_run / "train.log").read_text()
@@ -166,8 +166,8 @@ def test_model_summaries_are_saved_with_the_models_parameter_counts(finished_run
 def test_a_single_evaluation_is_plotted_on_whole_epochs():
     from matplotlib.figure import Figure
 
-    from animegan_ignite.figures import draw_panel
-    from animegan_ignite.scores import panels
+    from animegan_ignite.evaluation.figures import draw_panel
+    from animegan_ignite.evaluation.scores import panels
 
     epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128,
                "is_mean": 2.5, "is_std": 0.1}]

@@ -8,13 +8,13 @@ import pytest
 import torch
 from helpers import TINY, checkpoint_names, phases_passed, run_main, start_cli, write_images
 
-from animegan_ignite.architecture import Architecture
-from animegan_ignite.augment import DiffAugment, color, cut, cutout, translate, translation
 from animegan_ignite.config import Config, make_config, parse_policy
-from animegan_ignite.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
-from animegan_ignite.handlers import cosine_factor, ema_momentum
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.models import Discriminator, dcgan_weights_init
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.augment import DiffAugment, color, cut, cutout, translate, translation
+from animegan_ignite.networks.gan import ADA_KEYS, OUTPUT_KEYS, build_gan, make_training_step
+from animegan_ignite.networks.models import Discriminator, dcgan_weights_init
+from animegan_ignite.runs.history import read_history, split_history
+from animegan_ignite.training.handlers import cosine_factor, ema_momentum
 
 # --- DiffAugment -----------------------------------------------------------------------------
 
@@ -206,7 +206,7 @@ def test_asking_for_ema_weights_of_a_run_without_ema_is_a_one_line_error(image_d
 
 
 def test_each_step_of_the_full_recipe_updates_both_networks(image_dir):
-    from animegan_ignite.data import make_split, make_train_loader
+    from animegan_ignite.data.loading import make_split, make_train_loader
 
     torch.manual_seed(0)
     gan = build_gan(Architecture(16, 8, 8, spectral_norm=True), 1e-4, 0.5, torch.device("cpu"),
@@ -234,7 +234,7 @@ def test_each_operation_applies_to_each_image_with_probability_p():
 
 
 def _adaptive(p=0.0, target=0.6, probe=None):
-    from animegan_ignite.augment import AdaptiveAugment
+    from animegan_ignite.networks.augment import AdaptiveAugment
 
     augment = DiffAugment(("color",), p=p)
     return augment, AdaptiveAugment(augment, True, target, kimg=1, batch_size=8, interval=4,
@@ -367,7 +367,7 @@ def test_adaptive_augmentation_with_the_cache_in_bf16(image_dir, tmp_path):
 
 
 def test_a_masked_operation_leaves_unchosen_images_exact_and_matches_the_plain_one_on_chosen():
-    from animegan_ignite.augment import color, cutout, translation
+    from animegan_ignite.networks.augment import color, cutout, translation
 
     x = torch.rand(64, 3, 16, 16) * 2 - 1
     chosen = torch.arange(64) % 3 == 0

@@ -7,8 +7,8 @@ import pytest
 import torch
 from helpers import checkpoint_names, run_main
 
-from animegan_ignite.history import read_history, split_history
 from animegan_ignite.rundir import RunDir
+from animegan_ignite.runs.history import read_history, split_history
 
 # 310 training images of big_dir in batches of 32: 9 iterations per epoch; FID on 10 images.
 EVAL = ["--batch-size", "32", "--ngf", "16", "--ndf", "16", "--num-workers", "0", "--no-progress",
@@ -65,7 +65,7 @@ def test_three_resumes_keep_the_latest_two_checkpoints_and_one_best(big_dir, fea
 
 def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint(big_dir, tmp_path,
                                                                                   monkeypatch):
-    import animegan_ignite.trainer as trainer
+    import animegan_ignite.training.trainer as trainer
 
     make_step = trainer.make_training_step
 

@@ -2,24 +2,25 @@
 score C_T against an independent reference and on inputs built to move it."""
 
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
 from helpers import TINY, run_main
 
-from animegan_ignite import scores
-from animegan_ignite.features import RealFeatures
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.metrics import data_copying, kmeans, mann_whitney_z, nearest
-from animegan_ignite.scores import Field, Score, of_features
+from animegan_ignite.evaluation import scores
+from animegan_ignite.evaluation.features import RealFeatures
+from animegan_ignite.evaluation.metrics import data_copying, kmeans, mann_whitney_z, nearest
+from animegan_ignite.evaluation.scores import Field, Score, of_features
+from animegan_ignite.runs.history import read_history, split_history
 
 
 def test_a_score_added_to_the_registry_reaches_record_console_trackers_figure_and_evaluate(
         image_dir, tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from animegan_ignite.figures import draw_metrics
+    from animegan_ignite.evaluation.figures import draw_metrics, draw_truncation_sweep
 
     def spread(inputs):  # the generated features' mean distance from their centre
         g = inputs.generated.double()
@@ -32,7 +33,8 @@ def test_a_score_added_to_the_registry_reaches_record_console_trackers_figure_an
     run = tmp_path / "run"
     r = run_main("train", "--data-dir", image_dir, "--epochs", "1", "--eval-size", "16",
                  "--logger", "tensorboard", "--snapshot-every", "5", "--inception-weights", "pool3",
-                 "--cache-dir", tmp_path / "cache", "--output-dir", run, *TINY)
+                 "--best-metric", "spread", "--cache-dir", tmp_path / "cache", "--output-dir", run,
+                 *TINY)
     assert r.returncode == 0, r.stderr[-2000:]
     iters, (epoch,) = split_history(read_history(run))
     assert epoch["spread"] > 0
@@ -49,6 +51,10 @@ def test_a_score_added_to_the_registry_reaches_record_console_trackers_figure_an
     assert [e.step for e in events.Images("fixed_noise")] == [5, 10]
     titles = [ax.get_title() for ax in draw_metrics([epoch]).axes]
     assert any(t.startswith("Feature spread") for t in titles), titles
+    assert len(list((run / "checkpoints").glob("best_checkpoint_*.pt"))) == 1  # --best-metric
+    draw_truncation_sweep([{**epoch, "truncation": None}, {**epoch, "truncation": 0.7}],
+                          tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
     r = run_main("evaluate", "--checkpoint", run, "--inception-weights", "pool3", "--cache-dir",
                  tmp_path / "cache", "--json")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -123,3 +129,15 @@ def test_a_score_whose_inputs_are_missing_is_null_with_the_reason():
     assert out["is_mean"] is None and "classifier" in out["unavailable"]["is"]
     assert out["fid"] > 0 and out["kid"] is not None
     assert set(scores.tracked_keys()) <= set(out)
+
+
+def test_best_metric_takes_any_headline_score_and_its_direction_from_the_registry(tmp_path):
+    from animegan_ignite.training.handlers import best_score
+
+    assert best_score({"precision": 0.5}, "precision") > best_score({"precision": 0.3}, "precision")
+    assert best_score({"fid": 10.0}, "fid") > best_score({"fid": 20.0}, "fid")
+    assert best_score({"fid": float("nan")}, "fid") == best_score({}, "fid") == -math.inf
+    assert set(scores.ranking_fields()) >= {"fid", "kid", "precision", "recall", "diversity"}
+    r = run_main("train", "--best-metric", "vendi_real", "--output-dir", tmp_path / "run", *TINY)
+    assert r.returncode == 2 and "error: --best-metric vendi_real" in r.stderr
+    assert "fid, kid, precision" in r.stderr and not (tmp_path / "run").exists()

@@ -8,13 +8,19 @@ import torch
 from helpers import NO_EVAL, TINY, run_main, write_images
 from ignite.engine import Engine, Events
 
-from animegan_ignite.architecture import Architecture
-from animegan_ignite.cache import CachedImages, load_or_build
-from animegan_ignite.data import ImageFiles, default_transform, find_images, make_split, make_train_loader
-from animegan_ignite.gan import Speed, build_gan, frozen, make_training_step
-from animegan_ignite.history import read_history, split_history
-from animegan_ignite.models import Generator, dcgan_weights_init
-from animegan_ignite.objectives import penalties
+from animegan_ignite.data.cache import CachedImages, load_or_build
+from animegan_ignite.data.loading import (
+    ImageFiles,
+    default_transform,
+    find_images,
+    make_split,
+    make_train_loader,
+)
+from animegan_ignite.networks.architecture import Architecture
+from animegan_ignite.networks.gan import Speed, build_gan, frozen, make_training_step
+from animegan_ignite.networks.models import Generator, dcgan_weights_init
+from animegan_ignite.networks.objectives import penalties
+from animegan_ignite.runs.history import read_history, split_history
 
 
 def test_cached_pixels_equal_the_decode_path_exactly(tmp_path):
@@ -91,7 +97,7 @@ def _three_steps(speed: Speed, loss: str = "bce", gamma: float = 0.0):
     gan.netD.apply(dcgan_weights_init)
     batch = torch.rand(8, 3, 64, 64) * 2 - 1
     engine = Engine(make_training_step(gan, speed, loss=loss,
-                                       penalties=penalties(loss, gamma, gamma, every=1)))
+                                       penalties=penalties(loss, 1, r1=gamma, r2=gamma)))
     outputs = []
     engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: outputs.append(e.state.output))
     torch.manual_seed(1)

@@ -14,8 +14,8 @@ import sys
 import pytest
 from helpers import REPO, run_cli
 
-from animegan_ignite.faults import PHASES
-from animegan_ignite.history import read_history
+from animegan_ignite.runs.faults import PHASES
+from animegan_ignite.runs.history import read_history
 
 sys.path.insert(0, str(REPO / "scripts"))
 try:

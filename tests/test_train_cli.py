@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import NO_EVAL, TINY, checkpoint_names, phases_passed, run_main, start_cli
 
-from animegan_ignite.history import read_history, split_history
+from animegan_ignite.runs.history import read_history, split_history
 
 
 def _losses(run_dir):

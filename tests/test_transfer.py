@@ -14,14 +14,14 @@ import torch
 from helpers import REPO, TINY_FEATURES, run_cli, run_main, start_serve, write_images
 from PIL import Image
 
-from animegan_ignite.architecture import FORMAT, Architecture
-from animegan_ignite.cache import file_digest
-from animegan_ignite.checkpoints import architecture_of, load_checkpoint, load_generator
 from animegan_ignite.config import make_config
-from animegan_ignite.data import make_split, make_train_loader
-from animegan_ignite.handlers import init_weights
-from animegan_ignite.models import sample
-from animegan_ignite.trainer import build_run, make_plan
+from animegan_ignite.data.cache import file_digest
+from animegan_ignite.data.loading import make_split, make_train_loader
+from animegan_ignite.networks.architecture import FORMAT, Architecture
+from animegan_ignite.networks.models import sample
+from animegan_ignite.runs.checkpoints import architecture_of, load_checkpoint, load_generator
+from animegan_ignite.training.handlers import init_weights
+from animegan_ignite.training.trainer import build_run, make_plan
 
 # its tests share the module's trained run and its export (built once, on one worker)
 pytestmark = pytest.mark.xdist_group("transfer")

@@ -28,9 +28,16 @@ import json
 import logging
 import sys
 
-from .config import MIN_EVAL, default_of
+from .config import MIN_EVAL, add_setting, check_settings, default_of
+from .config.rules import TRUNCATION, Rule, check_flag
 from .errors import OneLineErrorParser, UserError, run_command
-from .paths import check_int, check_output_path, check_truncation
+from .paths import check_output_path
+
+# The training settings this command shares: those a checkpoint's run decides unless given
+# here (its split and latents), and this command's own choices.
+FROM_THE_RUN = ("data_dir", "eval_size", "seed")
+SHARED = (*FROM_THE_RUN, "inception_weights", "eval_backend", "device", "cache_dir",
+          "eval_batch_size")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,19 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "(pytorch-fid's format: mu, sigma)")
     p.add_argument("--image-size", type=int, default=64, help="folder images are resized and "
                    "centre-cropped to this, as for training (default 64)")
-    p.add_argument("--data-dir", help="real images (default: the run's; none = synthetic demo)")
-    p.add_argument("--eval-size", type=int, help="held-out images and generated images")
-    p.add_argument("--seed", type=int, help="seed of the split and latents (default: the run's; "
-                   "0 for --real/--fake)")
-    p.add_argument("--inception-weights", default=default_of("inception_weights"),
-                   help="auto, pool3 or a weights file")
-    p.add_argument("--eval-backend", default=default_of("eval_backend"),
-                   choices=["auto", "torch", "onnxruntime"], help="where the Inception network "
-                   "runs: auto (ONNX Runtime on a CPU, torch on a GPU), torch or onnxruntime")
-    p.add_argument("--cache-dir", help="real-features (and ONNX export) cache folder")
-    p.add_argument("--batch-size", type=int, default=default_of("eval_batch_size"),
-                   help="images per Inception batch")
-    p.add_argument("--device", default=default_of("device"), choices=["auto", "cpu", "cuda"])
+    # the training settings this command shares, from their one declaration (config/settings.py)
+    add_setting(p, "data_dir", help="real images (default: the run's; none = synthetic demo)")
+    add_setting(p, "eval_size", help="held-out images and generated images (default: the run's)")
+    add_setting(p, "seed", help="seed of the split and latents (default: the run's; 0 for "
+                "--real/--fake)")
+    for name in ("inception_weights", "eval_backend", "device"):
+        add_setting(p, name, default=default_of(name))
+    add_setting(p, "cache_dir")
+    add_setting(p, "eval_batch_size", "--batch-size", default=default_of("eval_batch_size"))
+    p.set_defaults(from_the_run=FROM_THE_RUN)  # what scoring takes over the run's settings
     p.add_argument("--weights", choices=["auto", "ema", "raw"], default="auto",
                    help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
                    "the run kept one (default)")
@@ -76,12 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> None:
     """Every flag, before anything is loaded."""
-    for flag, value, lo in (("--batch-size", args.batch_size, 1), ("--image-size", args.image_size, 1),
-                            ("--seed", args.seed, 0), ("--eval-size", args.eval_size, MIN_EVAL)):
-        check_int(flag, value, lo, 2**31)
+    check_settings({name: getattr(args, name) for name in SHARED}, {"eval_batch_size": "--batch-size"})
+    check_flag("--image-size", args.image_size, Rule(int, lo=1, hi=2**31))
+    if args.eval_size is not None and args.eval_size < MIN_EVAL:  # 0 (no evaluation) is training's
+        raise UserError(f"--eval-size must be at least {MIN_EVAL} here, got {args.eval_size}")
     if args.checkpoint and (args.real or args.fake):
         raise UserError("give either --checkpoint or --real/--fake, not both")
-    check_truncation(args.truncation)
+    check_flag("--truncation", args.truncation, TRUNCATION)
     args.sweep = parse_sweep(args.truncation_sweep) if args.truncation_sweep else None
     if args.sweep and not args.checkpoint:
         raise UserError("--truncation-sweep needs --checkpoint RUN_DIR")
@@ -105,7 +110,7 @@ def parse_sweep(text: str) -> list[float | None]:
             psi = None if part.strip().lower() == "none" else float(part)
         except ValueError:
             raise UserError(f"--truncation-sweep {text}: {part!r} is not a number or 'none'") from None
-        check_truncation(psi, "--truncation-sweep")
+        check_flag("--truncation-sweep", psi, TRUNCATION)
         values.append(psi)
     return values
 

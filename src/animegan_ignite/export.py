@@ -37,7 +37,7 @@ def export_command(argv: list[str] | None) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / "model.safetensors").is_file():
         raise UserError(f"{out}: holds other files; give a new or empty folder (or an earlier "
                         "export, which is replaced)")
-    from .model_folder import export  # imported here: --help and flag errors answer at once
+    from .use.model_folder import export  # imported here: --help and flag errors answer at once
 
     for path in export(args.run, out):
         print(f"wrote {path}")

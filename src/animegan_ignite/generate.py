@@ -17,8 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config.rules import TRUNCATION, Rule, check_flag
 from .errors import OneLineErrorParser, UserError, run_command
-from .paths import IMAGE_EXTENSIONS, check_int, check_output_path, check_truncation
+from .paths import IMAGE_EXTENSIONS, check_output_path
 
 MAX_GRID = 256  # faces in one grid picture
 MAX_FILES = 10_000_000
@@ -56,11 +57,12 @@ def check(args: argparse.Namespace) -> None:
     if not (args.grid or args.out_dir or args.interpolate or args.export):
         raise UserError("nothing to do: give --grid, --out-dir, --interpolate or --export")
     if args.grid:
-        check_int("--num", args.num, 1, MAX_GRID, " for --grid (draw more with --out-dir)")
-    check_int("--num", args.num, 1, MAX_FILES)
-    check_int("--batch-size", args.batch_size, 1, 2**31)
-    check_int("--seed", args.seed, 0, MAX_SEED)
-    check_truncation(args.truncation)
+        check_flag("--num", args.num, Rule(int, lo=1, hi=MAX_GRID), " for --grid (draw more "
+                   "with --out-dir)")
+    check_flag("--num", args.num, Rule(int, lo=1, hi=MAX_FILES))
+    check_flag("--batch-size", args.batch_size, Rule(int, lo=1, hi=2**31))
+    check_flag("--seed", args.seed, Rule(int, lo=0, hi=MAX_SEED))
+    check_flag("--truncation", args.truncation, TRUNCATION)
     if args.interpolate is not None and (not 2 <= args.interpolate <= 10_000 or not args.gif):
         raise UserError("--interpolate STEPS needs 2 <= STEPS <= 10000 and --gif OUT.gif")
     if args.export and not args.output:
@@ -83,9 +85,9 @@ def generate(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     check(args)
     # imported here: --help and flag errors answer before torch loads
-    from . import faces
-    from .checkpoints import load_checkpoint, load_generator
     from .device import resolve_device
+    from .networks import faces
+    from .runs.checkpoints import load_checkpoint, load_generator
 
     netG = load_generator(load_checkpoint(args.checkpoint), resolve_device(args.device),
                           args.weights)

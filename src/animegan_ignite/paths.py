@@ -43,18 +43,3 @@ def check_output_path(path: str | Path, flag: str, folder: bool = False,
                                 "permission); choose another path")
             break
     return path
-
-
-def check_int(flag: str, value: int | None, lo: int, hi: int, note: str = "") -> None:
-    """``value`` (when given) within ``lo..hi``, else a :class:`UserError` naming the flag."""
-    if value is not None and not lo <= value <= hi:
-        raise UserError(f"{flag} must be in {lo}..{hi}{note}, got {value}")
-
-
-MAX_TRUNCATION = 10.0
-
-
-def check_truncation(psi: float | None, flag: str = "--truncation") -> None:
-    """A truncation in (0, 10]: beyond 10 a normal is (numerically) never truncated."""
-    if psi is not None and not 0 < psi <= MAX_TRUNCATION:
-        raise UserError(f"{flag} must be in (0, {MAX_TRUNCATION:g}], got {psi}")

@@ -27,7 +27,7 @@ def plot(argv: list[str] | None) -> None:
         raise UserError(f"{args.run_dir} is not a run directory (no config.json, history.jsonl "
                         "or checkpoints/)")
     check_output_path(args.out or RunDir(args.run_dir).plots, "--out", folder=True)
-    from .figures import export_plots  # imported here: --help and flag errors answer at once
+    from .evaluation.figures import export_plots  # imported here: --help and flag errors answer at once
 
     report = export_plots(args.run_dir, args.out)
     for path in report.written:

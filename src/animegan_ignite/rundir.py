@@ -158,6 +158,10 @@ class RunDir:
         """``best_checkpoint_<iteration>.pt`` files as (iteration, path), oldest first."""
         return _numbered(self.checkpoints, _BEST)
 
+    def checkpoint_files(self) -> list[Path]:
+        """Every checkpoint of the run, regular and best."""
+        return [p for _, p in [*self.regular_checkpoints(), *self.best_checkpoints()]]
+
     def snapshot_files(self) -> list[tuple[int, Path]]:
         """The fixed-noise snapshots as (iteration, file), in training order."""
         return _numbered(self.snapshots, _SNAPSHOT)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from .config.rules import Rule, check_flag
 from .errors import OneLineErrorParser, run_command
-from .paths import check_int
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +24,11 @@ def serve(argv: list[str] | None) -> None:
                    help="the generator's EMA weights or its trained (raw) ones; auto = EMA when "
                    "the run kept one (default)")
     args = p.parse_args(argv)
-    check_int("--port", args.port, 0, 65535, " (0: any free port)")
+    check_flag("--port", args.port, Rule(int, lo=0, hi=65535), " (0: any free port)")
     # imported here: --help and flag errors answer before torch loads
-    from .checkpoints import architecture_of, load_checkpoint, load_generator, resolve_checkpoint
     from .device import resolve_device
-    from .webapp import create_app
+    from .runs.checkpoints import architecture_of, load_checkpoint, load_generator, resolve_checkpoint
+    from .use.webapp import create_app
 
     path = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)

@@ -30,7 +30,7 @@ def train(argv: list[str] | None) -> None:
     cfg = make_config(argv)
     if cfg.resume and int(os.environ.get("RANK", "0")) == 0:  # refused before any slow work
         check_unlocked(RunDir(Path(cfg.output_dir)))
-    from .trainer import launch  # imported here: --help and flag errors answer before torch loads
+    from .training.trainer import launch  # imported here: --help and flag errors answer before torch loads
 
     launch(cfg)
 
