@@ -58,6 +58,7 @@ from animegan_ignite.config import Config, default_of, make_config, parse_policy
 from animegan_ignite.data.cache import CachedBatches, load_or_build
 from animegan_ignite.data.loading import default_transform, find_images, make_split, make_train_loader
 from animegan_ignite.data.synthetic import SyntheticFaces
+from animegan_ignite.device import cpu_has_bf16
 from animegan_ignite.evaluation.backbones import load_backbone
 from animegan_ignite.evaluation.features import RealFeatures, to_uint8
 from animegan_ignite.evaluation.metrics import fid_from_features
@@ -78,9 +79,11 @@ QUICK = {"batch_size": 32, "warmup": 2, "iters": 5, "repeats": 3, "eval_size": 1
 FULL = {"batch_size": 128, "warmup": 3, "iters": 20, "repeats": 5, "eval_size": 500,
         "demo_faces": 2528, "faces": 6000, "backend_images": 500}
 
+STARTED = time.perf_counter()
+
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(f"{time.perf_counter() - STARTED:6.0f} s  {message}", file=sys.stderr, flush=True)
 
 
 def interleaved_medians(section: str, contenders: dict[str, Callable[[], float]],
@@ -347,7 +350,10 @@ def speed_options(device: torch.device, compile_too: bool = True) -> list[Speed]
     """The precision / memory-format / compile settings (d) chooses from on ``device``
     (``compile_too``: with torch.compile, whose compilation takes a minute or more on a CPU)."""
     if device.type != "cuda":
-        return [Speed("fp32", channels_last=True), Speed("bf16"),
+        if not cpu_has_bf16():
+            say("[trainer] bf16 left out of (d): this CPU has no bfloat16 units (emulated: many "
+                "times slower than fp32, docs/benchmarks.md)")
+        return [Speed("fp32", channels_last=True), *([Speed("bf16")] if cpu_has_bf16() else []),
                 *([Speed("fp32", channels_last=True, compile=True)] if compile_too else [])]
     half = "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # T4: fp16
     return [Speed("fp32", channels_last=True), Speed("fp16"), Speed(half, channels_last=True),
@@ -481,18 +487,18 @@ def backend(args: argparse.Namespace) -> dict:
     on_onnx = load_backbone(args.inception_weights, "cpu", "onnxruntime", args.cache_dir).backbone
     export_s = time.perf_counter() - started
 
+    outputs = {}  # each backend's outputs of its last timed pass, compared below
+
     def rate(backbone) -> float:
         start = time.perf_counter()
-        for batch in images.split(100):
-            backbone.embed(batch)
+        outputs[backbone] = [backbone.embed(batch) for batch in images.split(100)]
         return len(images) / (time.perf_counter() - start)
 
     rate(on_onnx)  # ONNX Runtime's first run allocates its buffers
     medians = interleaved_medians("backend", {"torch": lambda: rate(on_torch),
                                               "onnxruntime": lambda: rate(on_onnx)}, args.repeats)
-    gaps = [max((a - b).abs().max().item() for a, b in zip(
-        on_torch.embed(batch), on_onnx.embed(batch), strict=True) if a is not None)
-        for batch in images.split(100)]
+    gaps = [max((a - b).abs().max().item() for a, b in zip(t, o, strict=True) if a is not None)
+            for t, o in zip(outputs[on_torch], outputs[on_onnx], strict=True)]
     t, o = medians["torch"], medians["onnxruntime"]
     print(f"\nthe feature network ({on_torch.name}), {len(images)} real faces in batches of 100, "
           f"{torch.get_num_threads()} threads, median of {args.repeats}:")
@@ -548,7 +554,8 @@ def _seed_ignite_seconds(netG, latents, split, backbone, args) -> float:
 
 def evaluation(args: argparse.Namespace) -> dict:
     n, device = args.eval_size, args.device
-    choice = load_backbone(args.inception_weights, device)
+    # where a user's evaluation runs (ONNX Runtime on a CPU), for both contenders
+    choice = load_backbone(args.inception_weights, device, "auto", args.cache_dir)
     split = make_split(args.data_dir, n, 1, 999)
     netG = Generator().to(device)
     netG.apply(dcgan_weights_init)
@@ -571,7 +578,8 @@ def evaluation(args: argparse.Namespace) -> dict:
         extra = _extra_scores_cost(ours, args.repeats)
     mine, seed = medians["this project's evaluator"], medians.get("the seed's ignite FID + IS")
     with_all = mine / (mine - extra)
-    print(f"\none evaluation of {n} generated images ({choice.backbone.name}), median of "
+    print(f"\none evaluation of {n} generated images ({choice.backbone.name} on "
+          f"{choice.backbone.runtime}), median of "
           f"{args.repeats}:")
     print(f"  this project's evaluator: {mine:.1f} s; the seed's ignite FID + IS: " + (
         f"{seed:.1f} s ({seed / mine:.2f}x)" if seed else f"not timed above {SEED_EVALUATION_MAX} images"))

@@ -23,9 +23,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 units (AVX512-BF16 or AMX); without them bf16 is emulated."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own probes
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
 def check_precision(precision: str, device: torch.device) -> None:
     """Refuse bf16 on a GPU without it (autocast would quietly fall back to fp32), and warn that
-    fp16 on a CPU is emulated (many times slower than fp32: docs/benchmarks.md)."""
+    fp16 on a CPU, or bf16 on one without bf16 units, is emulated (many times slower than fp32:
+    docs/benchmarks.md)."""
     if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported(
             including_emulation=False):
         raise ConfigError(f"--precision bf16: this GPU ({torch.cuda.get_device_name(device)}) has "
@@ -33,3 +40,6 @@ def check_precision(precision: str, device: torch.device) -> None:
     if device.type == "cpu" and precision == "fp16":
         logger.warning("--precision fp16 on the CPU is emulated and many times slower than fp32; "
                        "on a CPU use bf16 (fast where it has AVX512-BF16 or AMX) or fp32")
+    if device.type == "cpu" and precision == "bf16" and not cpu_has_bf16():
+        logger.warning("--precision bf16: this CPU has no bfloat16 units (AVX512-BF16 or AMX), "
+                       "so bf16 is emulated and many times slower than fp32; use --precision fp32")
