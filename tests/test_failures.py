@@ -100,7 +100,7 @@ CASES = [  # (command, args, exit status, fragment of the one error line)
     ("generate", ["--checkpoint", "run", "--interpolate", "5", "--gif", "walk.png"], 2,
      "must end in .gif"),
     ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "0"], 2,
-     "--num 0: must be an integer in 1..64 for --grid"),
+     "--num 0: must be an integer in 1..256 for --grid"),
     ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "-5"], 2,
      "--num -5: must be an integer in"),
     ("generate", ["--checkpoint", "run", "--grid", "g.png", "--num", "1e9"], 2, "invalid int value"),

@@ -84,7 +84,7 @@ def test_export_torchscript_and_onnx_reproduce_the_generator(run_dir, tmp_path):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["--num", "0", "--grid", "x.png"], "--num 0: must be an integer in 1..64"),
+    (["--num", "0", "--grid", "x.png"], "--num 0: must be an integer in 1..256 for --grid"),
     (["--interpolate", "5"], "needs 2 <= STEPS <= 10000 and --gif"),
     ([], "nothing to do"),
 ])

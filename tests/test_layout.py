@@ -28,7 +28,7 @@ def _modules() -> dict[str, Path]:
 def _resolve(base: list[str], names: list[str], modules: dict[str, Path]) -> set[str]:
     """What ``from {base} import {names}`` imports: the submodules it names, else ``base``."""
     found = {".".join([*base, n]) for n in names if ".".join([*base, n]) in modules}
-    return found or ({".".join(base)} if ".".join(base) in modules else set())
+    return found or {".".join(base) if ".".join(base) in modules else "?" + ".".join([*base, *names])}
 
 
 def _imports() -> dict[str, set[str]]:
@@ -75,8 +75,13 @@ def test_the_import_graph_sees_every_form_of_import():
     assert "config.cli" in graph["config"]  # a folder's __init__: from .cli import ...
 
 
+def test_every_import_of_the_package_names_a_module_that_exists():
+    missing = {m: sorted(d for d in deps if d.startswith("?")) for m, deps in _imports().items()}
+    assert not {m: d for m, d in missing.items() if d}
+
+
 def test_the_package_is_its_parts_in_folders_and_each_imports_only_floors_below():
-    graph = _imports()
+    graph = {m: {d for d in deps if not d.startswith("?")} for m, deps in _imports().items()}
     folders = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
     assert folders == set(FOLDERS) | {"config"}
     upward = [f"{m} -> {d}" for m, deps in graph.items() for d in deps

@@ -169,7 +169,7 @@ def test_a_single_evaluation_is_plotted_on_whole_epochs():
     from animegan_ignite.evaluation.figures import draw_panel
     from animegan_ignite.evaluation.scores import panels
 
-    epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128,
+    epochs = [{"epoch": 12, "iteration": 900, "fid": 327.4, "num_generated": 128, "eval_seconds": 9.0,
                "is_mean": 2.5, "is_std": 0.1}]
     for title in ("FID", "Inception Score"):
         ax = Figure().subplots()

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 def evaluate(argv: list[str] | None) -> None:
     args = build_parser().parse_args(argv)
     check(args)
-    from . import scoring  # imported here: --help and flag errors answer before torch loads
+    from .evaluation import scoring  # imported here: --help and flag errors answer before torch loads
 
     if args.sweep:
         results = scoring.sweep(args)
