@@ -53,7 +53,6 @@ from ignite.handlers import BasicTimeProfiler
 from torch import nn
 from torchvision import datasets
 
-from animegan_ignite import gan as gan_module
 from animegan_ignite.config import Config, default_of, make_config, parse_policy
 from animegan_ignite.data.cache import CachedBatches, load_or_build
 from animegan_ignite.data.loading import default_transform, find_images, make_split, make_train_loader
@@ -64,6 +63,7 @@ from animegan_ignite.evaluation.features import RealFeatures, to_uint8
 from animegan_ignite.evaluation.metrics import fid_from_features
 from animegan_ignite.evaluation.quality import Evaluator, eval_latents
 from animegan_ignite.evaluation.scores import of_features as scores
+from animegan_ignite.networks import gan as gan_module
 from animegan_ignite.networks.architecture import Architecture
 from animegan_ignite.networks.augment import DiffAugment
 from animegan_ignite.networks.gan import Speed, build_gan

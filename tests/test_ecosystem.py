@@ -205,6 +205,13 @@ def test_saved_statistics_used_as_real_give_the_same_fid(two_folders, tmp_path):
     saved = run_main("evaluate", "--real", tmp_path / "real.npz", "--fake", fake, *base)
     assert saved.returncode == 0, saved.stderr
     assert json.loads(saved.stdout)["fid"] == pytest.approx(direct["fid"], rel=1e-9)
+    # statistics on the generated side: FID from the two Gaussians, the other scores unavailable
+    assert run_main("evaluate", "--real", fake, "--save-stats", tmp_path / "fake.npz",
+                    *base).returncode == 0
+    both = json.loads(run_main("evaluate", "--real", tmp_path / "real.npz", "--fake",
+                               tmp_path / "fake.npz", *base).stdout)
+    assert both["fid"] == pytest.approx(direct["fid"], rel=1e-4) and both["kid"] is None
+    assert "statistics file" in both["unavailable"]["kid"] and "fid" not in both["unavailable"]
     bad = tmp_path / "bad.npz"
     np.savez(bad, weights=np.zeros(3))
     r = run_main("evaluate", "--real", bad, "--fake", fake, "--inception-weights", "pool3")

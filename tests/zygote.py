@@ -21,7 +21,8 @@ import sys
 import time
 import traceback
 
-MODULES = ("train", "trainer", "generate", "evaluate", "scoring", "serve", "webapp", "plot", "figures")
+MODULES = ("train", "training.trainer", "generate", "evaluate", "evaluation.scoring", "serve",
+           "use.webapp", "plot", "evaluation.figures")
 
 
 def _child(request: dict) -> None:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 # What a score can need. "real_stats": the held-out faces' mean and covariance (a statistics
-# file has only these); "real": their features; "training": a sample of the training faces'.
-NEEDS = ("generated", "real_stats", "real", "logits", "training")
+# file has only these); "real": their features; "generated_stats": the generated side's mean
+# and covariance, from its features or a statistics file; "training": a sample of the training
+# faces' features.
+NEEDS = ("generated", "generated_stats", "real_stats", "real", "logits", "training")
 IS_SPLITS = 10
 # Under half the Vendi score of as many real faces, a sample is as varied as a handful of real
 # faces repeated (docs/evaluation.md, "Diversity"): collapsed runs measured fall far below,
@@ -87,7 +89,9 @@ class Images:
 class Inputs:
     """What the scores are computed from (features are (N, 2048) tensors): the generated
     sample's features (and logits), the held-out faces (features.RealFeatures), a sample of the
-    training faces, and why any of them is missing (``missing``: need -> reason)."""
+    training faces, and why any of them is missing (``missing``: need -> reason). Where the
+    generated side is a statistics file, ``generated`` is None and ``generated_stats`` holds its
+    (mu, sigma)."""
 
     generated: Any
     real: Any = None
@@ -95,10 +99,13 @@ class Inputs:
     training: Any = None
     missing: dict[str, str] = field(default_factory=dict)
     images: Images | None = None
+    generated_stats: tuple[Any, Any] | None = None
 
     def lacks(self, need: str) -> str | None:
         """Why ``need`` is missing, or None when it is there."""
-        present = {"generated": self.generated is not None, "real_stats": self.real is not None,
+        present = {"generated": self.generated is not None,
+                   "generated_stats": self.generated is not None or self.generated_stats is not None,
+                   "real_stats": self.real is not None,
                    "real": self.real is not None and self.real.features is not None,
                    "logits": self.logits is not None,
                    "training": self.training is not None}[need]
@@ -126,6 +133,7 @@ class Inputs:
 
 DEFAULT_MISSING = {
     "generated": "no generated images",
+    "generated_stats": "no generated images or their statistics",
     "real_stats": "no real faces",
     "real": "the real side is a statistics file (mu, sigma); give a folder of images",
     "logits": "the backbone has no classifier (IS needs the standard Inception weights)",
@@ -138,9 +146,12 @@ DEFAULT_MISSING = {
 
 
 def _fid(inputs: Inputs) -> dict[str, Any]:
-    from .metrics import fid_from_features
+    from .metrics import fid_from_features, fid_from_stats
 
-    return {"fid": fid_from_features(inputs.generated, inputs.real.mu, inputs.real.sigma)}
+    real = inputs.real
+    if inputs.generated is None:  # a statistics file: the Frechet distance of the two Gaussians
+        return {"fid": fid_from_stats(*inputs.generated_stats, real.mu, real.sigma)}
+    return {"fid": fid_from_features(inputs.generated, real.mu, real.sigma)}
 
 
 def _kid(inputs: Inputs) -> dict[str, Any]:
@@ -253,7 +264,7 @@ def _is_text(r: dict[str, Any]) -> str | None:
 FIDELITY = "Fidelity and diversity, apart"
 MEMORISATION = "Memorisation: C_T (at or below -3: copies training faces)"
 SCORES: dict[str, Score] = {s.name: s for s in (
-    Score("fid", frozenset({"generated", "real_stats"}), (
+    Score("fid", frozenset({"generated_stats", "real_stats"}), (
         Field("fid", "FID", ".2f", "lower", panel="FID", headline=True),), _fid),
     Score("kid", frozenset({"generated", "real"}), (
         Field("kid", "KID", ".4f", "lower", panel="KID (unbiased)", band="kid_std", headline=True),

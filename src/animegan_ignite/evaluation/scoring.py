@@ -32,7 +32,6 @@ from .backbones import load_backbone
 from .features import RealFeatures, embed_dataset, embed_generator
 from .figures import draw_truncation_sweep
 from .inception import BackboneChoice
-from .metrics import fid_from_stats
 from .quality import Evaluator, eval_latents
 from .scores import (
     Inputs,
@@ -130,9 +129,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any] | None:
     fake = _side(args.fake, "fake", args, choice, device, cache)
     if fake.real.features is None:  # published statistics of generated images: FID only
         why = "the fake side is a statistics file (mu, sigma); give a folder or a generator"
-        out = {**compute_all(Inputs(None, real.real, missing={"generated": why, "logits": why})),
-               "fid": fid_from_stats(fake.real.mu, fake.real.sigma, real.real.mu, real.real.sigma)}
-        out["unavailable"].pop("fid")
+        out = compute_all(Inputs(None, real.real, missing={"generated": why, "logits": why},
+                                 generated_stats=(fake.real.mu, fake.real.sigma)))
     else:
         out = compute_all(Inputs(fake.real.features, real.real, fake.logits,
                                  missing={"logits": choice.is_unavailable or ""}))
