@@ -17,11 +17,11 @@ import torch
 from ignite.engine import Engine
 from ignite.handlers import Checkpoint, DiskSaver
 
-from . import faults
-from ..networks.architecture import Architecture, ArchitectureError, check_format, of_saved
 from ..errors import UserError
+from ..networks.architecture import Architecture, ArchitectureError, check_format, of_saved
 from ..networks.models import Generator
 from ..rundir import RunDir, atomic_write, checkpoint_name, checkpoint_pattern
+from . import faults
 
 N_SAVED = 2
 

@@ -20,7 +20,6 @@ What a checkpoint needs beyond the models, optimizers, GradScalers and EMA (whic
 from __future__ import annotations
 
 import copy
-import itertools
 import logging
 import random
 from collections.abc import Iterator
@@ -33,12 +32,12 @@ import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from ignite.utils import manual_seed
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from .. import seeds
+from ..data.sampler import EpochSampler
 from ..networks.architecture import Architecture, record
 from .checkpoints import CheckpointError
-from ..data.sampler import EpochSampler
 from .signals import StopRequest
 
 logger = logging.getLogger(__name__)
