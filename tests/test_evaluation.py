@@ -66,7 +66,7 @@ def test_real_faces_are_far_closer_to_each_other_than_to_an_untrained_generator(
     netG.apply(dcgan_weights_init)
     with torch.no_grad():
         fake = netG.eval()(torch.randn(128, 100, 1, 1))
-    a, b = stats_of(real[:128]), stats_of(real[500:628])
+    a, b = stats_of(real[:128]), stats_of(real[250:378])
     g = stats_of(torch.cat([backbone.embed(to_uint8(c))[0] for c in fake.split(64)]))
     fid_real_real, fid_real_fake = fid_from_stats(*a, *b), fid_from_stats(*a, *g)
     print(f"FID(real A, real B) = {fid_real_real:.1f}; FID(real A, G at init) = {fid_real_fake:.1f}")
@@ -210,14 +210,15 @@ def pool3(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def real_face_features(shared_faces, pool3):
-    """pool3 features of 1,000 real faces (two halves of 500), 40 copies of one face, and 60
-    noise images: the inputs that must move each score its own way."""
+    """pool3 features of 500 real faces (two halves of 250), 40 copies of one face, and 60
+    noise images: the inputs that must move each score its own way. (500 faces, not 1,000: the
+    bands below held with the same margins on both, docs/development.md, at half the time.)"""
     from animegan_ignite.evaluation.features import embed_dataset
 
     backbone, tf = pool3, default_transform(64)
     files = find_images(shared_faces)
-    real = embed_dataset(ImageFiles(files[:1000], tf), backbone, torch.device("cpu"), 100)
-    one = embed_dataset(ImageFiles(files[1000:1001], tf), backbone, torch.device("cpu"), 1)
+    real = embed_dataset(ImageFiles(files[:500], tf), backbone, torch.device("cpu"), 100)
+    one = embed_dataset(ImageFiles(files[500:501], tf), backbone, torch.device("cpu"), 1)
     noise = torch.rand(60, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
     noise_features = backbone.embed(to_uint8(noise))[0]
     return real["features"], one["features"].repeat(40, 1), noise_features
@@ -231,18 +232,18 @@ def test_each_score_moves_its_own_way_on_real_faces(real_face_features):
     from animegan_ignite.evaluation.scores import of_features as scores
 
     features, one_face, noise = real_face_features
-    held_out = RealFeatures(features[:500])
-    same = scores(features[500:], held_out)  # 500 real faces against 500 other real faces
+    held_out = RealFeatures(features[:250])
+    same = scores(features[250:], held_out)  # 250 real faces against 250 other real faces
     print({k: same[k] for k in ("fid", "kid", "precision", "recall", "diversity")})
-    assert 0.55 < same["precision"] < 0.85 and 0.55 < same["recall"] < 0.85  # prdc: 0.69 / 0.72
+    assert 0.55 < same["precision"] < 0.85 and 0.55 < same["recall"] < 0.85  # 0.67 / 0.70
     assert abs(same["kid"]) < 0.01 and 0.9 < same["diversity"] < 1.1
     assert collapse_warning(same) is None
-    collapsed = scores(one_face, RealFeatures(features[:500]))
+    collapsed = scores(one_face, held_out)
     assert collapsed["recall"] < 0.05 and collapsed["vendi"] == pytest.approx(1.0)  # its minimum
     assert collapsed["diversity"] == pytest.approx(1 / collapsed["vendi_real"])
     assert collapsed["diversity"] < COLLAPSE_RATIO
     assert "possible mode collapse" in collapse_warning(collapsed)
-    off = scores(noise, RealFeatures(features[:500]))
+    off = scores(noise, held_out)
     assert off["precision"] < 0.05 and off["kid"] > 10 * max(same["kid"], 1e-3)
 
 
@@ -254,9 +255,9 @@ def test_memorisation_flags_training_faces_fed_back_and_not_new_faces(real_face_
     from animegan_ignite.evaluation.scores import of_features as scores
 
     features = real_face_features[0]
-    train, held = RealFeatures(features[:400]), RealFeatures(features[400:800])
-    fed_back = scores(features[:200], held, train)["memorisation"]  # training faces as "generated"
-    fresh = scores(features[800:1000], held, train)["memorisation"]  # faces never trained on
+    train, held = RealFeatures(features[:200]), RealFeatures(features[200:400])
+    fed_back = scores(features[:100], held, train)["memorisation"]  # training faces as "generated"
+    fresh = scores(features[400:500], held, train)["memorisation"]  # faces never trained on
     print(f"C_T: training faces {fed_back:.1f}, new faces {fresh:.2f}")
     assert fed_back < 2 * COPYING_Z and abs(fresh) < 3
 

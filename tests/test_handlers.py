@@ -125,15 +125,11 @@ def test_ctrl_c_inside_an_iteration_checkpoints_the_last_finished_one(image_dir,
 
 def test_plots_take_at_most_a_twentieth_of_the_time_but_the_last_epoch_is_always_drawn(image_dir,
                                                                                     tmp_path):
-    # A clock on which each redraw takes 100 s and each epoch 1 s: after the first epoch's
-    # redraw the next is due 1,900 s later, so epochs 2 to 4 skip it, and the run's end draws
-    # the last epoch (once: not at its epoch end too).
-    now = [0.0]
-
-    def clock():
-        now[0] += 0.5
-        return now[0]
-
+    # The plots' clock: the run starts at 0 s (its first redraw due 19 s later, taken to cost
+    # 1 s); epoch 1 ends at 100 s and its redraw takes 100 s, so the next is due 1,900 s later:
+    # epochs 2 to 4 (ending at 201-203 s) skip it, and the run's end draws the last epoch (once:
+    # not at its epoch end too).
+    clock = iter([0.0, 100.0, 200.0, 201.0, 202.0, 203.0]).__next__
     trainer, ctx, loader = _setup(image_dir, tmp_path, epochs=4, clock=clock)
     drawn = []
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: drawn.append(
@@ -143,12 +139,13 @@ def test_plots_take_at_most_a_twentieth_of_the_time_but_the_last_epoch_is_always
     assert (tmp_path / "plots" / "losses.png").stat().st_mtime_ns > drawn[3]
     assert read_history(tmp_path)[-1]["kind"] == "end"
 
-    clock = iter([0.0, 1.0, 5.0, 9.5, 10.0, 12.0, 12.0, 13.0]).__next__
-    plots = PlotExport(tmp_path, share=0.1, clock=clock)
-    # drawn from 0 to 1 s: due again 9 s later; skipped at 5; drawn when forced (9.5 to 10);
-    # due at 14.5, so skipped at 12 and drawn only because forced at 12 (ends at 13)
+    clock = iter([0.0, 1.0, 5.0, 6.0, 9.5, 10.0, 12.0, 12.0, 13.0]).__next__
+    plots = PlotExport(tmp_path, share=0.1, clock=clock, first_cost=0.5)
+    # started at 0 s: the first due at 4.5 s, so skipped at 1 s; drawn from 5 to 6 s: due again
+    # 9 s later; drawn when forced (9.5 to 10 s); due at 14.5 s, so skipped at 12 s and drawn
+    # only because forced at 12 s (ends at 13 s)
     assert [plots(), plots(), plots(force=True), plots(), plots(force=True)] == [
-        True, False, True, False, True]
+        False, True, True, False, True]
     assert plots.next_due == 13.0 + 9.0
 
 

@@ -338,7 +338,8 @@ def _ada_run(tmp_path, data: str, signal: str, epochs: int) -> list[float]:
 
 
 @pytest.mark.parametrize("data, signal, epochs, check", [
-    ("64 faces", "rt", 20, lambda p: p[-1] > 0.3),  # D memorises: r_t goes to 1, p rises
+    ("64 faces", "rt", 10, lambda p: p[-1] > 0.3),  # D memorises: r_t goes to 1, p rises
+    # (p at each epoch's end: 0, .06, .06, .13, .19, .26, .32, .38, .45, .51, ... 1.0 at epoch 19)
     # every face new, nothing to memorise: r_v stays near 0 and with it p; r_t cannot tell
     ("fresh faces", "rv", 10, lambda p: max(p) < 0.15),
     pytest.param("64 faces", "rv", 20, lambda p: max(p) > 0.25, marks=pytest.mark.slow),

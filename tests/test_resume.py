@@ -5,7 +5,7 @@ whole with the uninterrupted run: tests/test_stops.py)."""
 
 import pytest
 import torch
-from helpers import checkpoint_names, run_main
+from helpers import TINY, checkpoint_names, run_main
 
 from animegan_ignite.rundir import RunDir
 from animegan_ignite.runs.history import read_history, split_history
@@ -63,7 +63,7 @@ def test_three_resumes_keep_the_latest_two_checkpoints_and_one_best(big_dir, fea
     assert [it for it, _ in RunDir(run).best_checkpoints()] == [min(fids, key=fids.get)]
 
 
-def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint(big_dir, tmp_path,
+def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint(image_dir, tmp_path,
                                                                                   monkeypatch):
     import animegan_ignite.training.trainer as trainer
 
@@ -73,7 +73,7 @@ def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint
         step = make_step(gan, *args, **kwargs)
 
         def run(engine, batch):
-            if engine.state.iteration == 12:  # a diverged discriminator
+            if engine.state.iteration == 15:  # a diverged discriminator
                 with torch.no_grad():
                     next(gan.netD.parameters()).fill_(float("nan"))
             return step(engine, batch)
@@ -81,18 +81,19 @@ def test_a_diverged_run_exits_3_with_one_line_and_keeps_the_last_good_checkpoint
 
     monkeypatch.setattr(trainer, "make_training_step", poisoned)
     run = tmp_path / "run"
-    r = run_main("train", "--data-dir", big_dir, "--output-dir", run, "--epochs", "3",
-                 "--snapshot-every", "3", "--eval-every", "0", *EVAL)
+    # 104 training faces in batches of 8: 13 iterations an epoch
+    r = run_main("train", "--data-dir", image_dir, "--output-dir", run, "--epochs", "3",
+                 "--snapshot-every", "3", "--eval-every", "0", "--eval-size", "16", *TINY)
     assert r.returncode == 3, r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "diverged at iteration 12" in errors[0]
+    assert len(errors) == 1 and "diverged at iteration 15" in errors[0]
     assert "Traceback" not in r.stderr
-    assert checkpoint_names(run) == ["checkpoint_9.pt"]
-    saved = torch.load(run / "checkpoints" / "checkpoint_9.pt")
+    assert checkpoint_names(run) == ["checkpoint_13.pt"]
+    saved = torch.load(run / "checkpoints" / "checkpoint_13.pt")
     assert all(torch.isfinite(v).all() for v in saved["netD"].values())
     assert not (run / "snapshots" / "final.png").exists()
-    assert not (run / "snapshots" / "iter_0000012.png").exists()
-    assert _records(run)[0][-1]["iteration"] == 11
+    assert not (run / "snapshots" / "iter_0000015.png").exists()
+    assert _records(run)[0][-1]["iteration"] == 14
     assert (run / "plots" / "losses.png").exists()  # the curves up to the divergence
 
 

@@ -286,14 +286,16 @@ class PlotExport:
 
     A redraw costs seconds (matplotlib, the GIF of every snapshot), a large part of a short
     CPU epoch, so after each redraw the next one waits until ``(1 - share) / share`` times its
-    cost has passed. Epochs longer than that (real data sets) are all drawn. An epoch with a
-    new FID/IS point is always drawn, the last epoch by the run's end (:func:`end_of_run`),
-    and ``animegan-plot RUN`` redraws a run at any time."""
+    cost has passed; the first waits as long from the run's start, its cost taken as
+    ``first_cost`` until one is timed (a run of a few seconds is drawn once, at its end).
+    Epochs longer than that (real data sets) are all drawn. An epoch with a new FID/IS point
+    is always drawn, the last epoch by the run's end (:func:`end_of_run`), and ``animegan-plot
+    RUN`` redraws a run at any time."""
 
     def __init__(self, run_root: Path, share: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, first_cost: float = 1.0) -> None:
         self.run_root, self.share, self.clock = run_root, share, clock
-        self.next_due = -math.inf
+        self.next_due = clock() + first_cost * (1 - share) / share
 
     def __call__(self, force: bool = False) -> bool:
         """Redraw if due (or ``force``); returns whether it did."""
